@@ -1,0 +1,24 @@
+//! The wire between jetshop processes, and nothing else.
+//!
+//! Every crate that sends or receives a message agrees on it through this
+//! crate: the message types ([`catalog`]), the subjects they travel on
+//! ([`subjects`]), the streams that keep them ([`streams`]), the headers
+//! around them ([`headers`]), how they are encoded ([`codec`]) and the one
+//! error shape an RPC answers with ([`error`]). [`schema`] pins each
+//! message's shape so that a breaking change fails a test instead of a
+//! reader in production.
+//!
+//! This crate depends on no other jetshop crate and on no transport.
+
+pub mod catalog;
+pub mod codec;
+pub mod error;
+pub mod headers;
+pub mod message;
+pub mod schema;
+pub mod streams;
+pub mod subjects;
+
+pub use codec::{CodecError, Encoding};
+pub use error::{ErrorCode, RpcError};
+pub use message::{Command, Event, Message, Rpc};

@@ -1,0 +1,34 @@
+//! What makes a type a message: a stable type name, a schema version and,
+//! for events and commands, the subject it travels on.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Any payload that crosses NATS. `TYPE` goes into the `Jetshop-Type`
+/// header and `VERSION` into `Jetshop-Schema`, so a reader can tell what it
+/// holds before decoding it.
+pub trait Message: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static {
+    /// Stable name, e.g. `catalog.product-created`. Never reused for another shape.
+    const TYPE: &'static str;
+    /// Bumped only for a breaking change, together with an upcaster.
+    const VERSION: u32;
+}
+
+/// A fact that happened, published to its context's events stream.
+pub trait Event: Message {
+    /// The subject this event is published on.
+    const SUBJECT: &'static str;
+}
+
+/// A request to act, published to the owning context's commands stream.
+pub trait Command: Message {
+    /// The subject this command is published on.
+    const SUBJECT: &'static str;
+}
+
+/// A synchronous request-reply pair served over the NATS micro protocol.
+pub trait Rpc: Message {
+    /// What a successful call answers with.
+    type Reply: Message;
+    /// The subject the request is sent to (never captured by a stream).
+    const SUBJECT: &'static str;
+}

@@ -1,0 +1,119 @@
+//! The JetStream streams jetshop provisions, described without any
+//! dependency on a NATS client so that every process derives them from one
+//! place. `platform` turns a [`StreamSpec`] into a server configuration.
+
+use std::time::Duration;
+
+use crate::subjects;
+
+/// How a stream discards messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep by age/size limits; readers browse and replay freely (events, DLQ).
+    Limits,
+    /// A message is removed once a consumer acknowledges it (commands).
+    WorkQueue,
+}
+
+/// Everything needed to create or update one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Stream name, e.g. `CATALOG_EVENTS`.
+    pub name: &'static str,
+    /// Subject filters the stream captures.
+    pub subjects: Vec<String>,
+    /// Retention policy.
+    pub retention: Retention,
+    /// How long a message is kept at most (zero = forever).
+    pub max_age: Duration,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped as a duplicate.
+    pub duplicate_window: Duration,
+    /// Human description shown by `nats stream info`.
+    pub description: &'static str,
+}
+
+/// Dedupe window for every stream: longer than any outbox relay retry burst.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Name of the catalog's events stream.
+pub const CATALOG_EVENTS: &str = "CATALOG_EVENTS";
+/// Name of the catalog's commands stream.
+pub const CATALOG_COMMANDS: &str = "CATALOG_COMMANDS";
+/// Name of the dead-letter stream.
+pub const DLQ: &str = "DLQ";
+
+/// The catalog's events: kept for replay and for new projections.
+pub fn catalog_events() -> StreamSpec {
+    StreamSpec {
+        name: CATALOG_EVENTS,
+        subjects: vec![subjects::catalog::EVENTS_ALL.into()],
+        retention: Retention::Limits,
+        max_age: Duration::from_secs(90 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        description: "Facts published by the catalog service",
+    }
+}
+
+/// The catalog's commands: each is worked off once.
+pub fn catalog_commands() -> StreamSpec {
+    StreamSpec {
+        name: CATALOG_COMMANDS,
+        subjects: vec![subjects::catalog::COMMANDS_ALL.into()],
+        retention: Retention::WorkQueue,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        description: "Commands for the catalog service",
+    }
+}
+
+/// Dead letters: limits retention so operators can browse and replay them.
+pub fn dlq() -> StreamSpec {
+    StreamSpec {
+        name: DLQ,
+        subjects: vec![subjects::dlq::ALL.into()],
+        retention: Retention::Limits,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        description: "Messages a consumer gave up on, with the reason",
+    }
+}
+
+/// Every stream the system needs.
+pub fn all() -> Vec<StreamSpec> {
+    vec![catalog_events(), catalog_commands(), dlq()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_rpc_subject_is_captured_by_a_stream() {
+        for spec in all() {
+            for filter in &spec.subjects {
+                for s in subjects::all_concrete() {
+                    if s.split('.').nth(1) == Some("rpc") {
+                        assert!(!subjects::matches(filter, s), "{} captures {s}", spec.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streams_do_not_overlap_and_keep_dedupe_long_enough() {
+        let specs = all();
+        for a in &specs {
+            assert!(a.duplicate_window >= Duration::from_secs(600));
+            for b in &specs {
+                if a.name != b.name {
+                    for s in subjects::all_concrete() {
+                        let in_a = a.subjects.iter().any(|f| subjects::matches(f, s));
+                        let in_b = b.subjects.iter().any(|f| subjects::matches(f, s));
+                        assert!(!(in_a && in_b), "{s} is in {} and {}", a.name, b.name);
+                    }
+                }
+            }
+        }
+    }
+}

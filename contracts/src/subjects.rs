@@ -1,0 +1,141 @@
+//! Every subject string in jetshop, defined once.
+//!
+//! Subjects follow `<context>.<kind>.<name>` with kind `events` (facts, past
+//! tense), `commands` (imperative) or `rpc` (request-reply). No other crate
+//! writes a subject literal: a typo here fails the tests below, a typo
+//! anywhere else would silently misroute.
+
+/// The catalog context.
+pub mod catalog {
+    /// Everything the catalog publishes as a fact.
+    pub const EVENTS_ALL: &str = "catalog.events.>";
+    /// A product was created.
+    pub const PRODUCT_CREATED: &str = "catalog.events.product-created";
+    /// A product's name, description or price changed.
+    pub const PRODUCT_CHANGED: &str = "catalog.events.product-changed";
+    /// A product's stock was adjusted.
+    pub const STOCK_ADJUSTED: &str = "catalog.events.stock-adjusted";
+
+    /// Every command the catalog accepts.
+    pub const COMMANDS_ALL: &str = "catalog.commands.>";
+    /// Create a product.
+    pub const CREATE_PRODUCT: &str = "catalog.commands.create-product";
+    /// Change a product's name, description or price.
+    pub const UPDATE_PRODUCT: &str = "catalog.commands.update-product";
+    /// Add to or take from a product's stock.
+    pub const ADJUST_STOCK: &str = "catalog.commands.adjust-stock";
+
+    /// The NATS micro group of the catalog's product RPC endpoints.
+    pub const RPC_PRODUCT_GROUP: &str = "catalog.rpc.product";
+    /// Endpoint name of [`RPC_PRODUCT_GET`] within its group.
+    pub const RPC_GET_ENDPOINT: &str = "get";
+    /// Endpoint name of [`RPC_PRODUCT_LIST`] within its group.
+    pub const RPC_LIST_ENDPOINT: &str = "list";
+    /// Fetch one product.
+    pub const RPC_PRODUCT_GET: &str = "catalog.rpc.product.get";
+    /// List products with a cursor, a limit and a text filter.
+    pub const RPC_PRODUCT_LIST: &str = "catalog.rpc.product.list";
+}
+
+/// The dead-letter stream's subjects.
+pub mod dlq {
+    /// Everything dead-lettered, by any consumer.
+    pub const ALL: &str = "dlq.>";
+
+    /// The subject a consumer dead-letters to, so operators can filter per consumer.
+    pub fn for_consumer(consumer: &str) -> String {
+        format!("dlq.{consumer}")
+    }
+}
+
+/// Every concrete (non-wildcard) subject, for the checks below and for tools.
+pub fn all_concrete() -> Vec<&'static str> {
+    vec![
+        catalog::PRODUCT_CREATED,
+        catalog::PRODUCT_CHANGED,
+        catalog::STOCK_ADJUSTED,
+        catalog::CREATE_PRODUCT,
+        catalog::UPDATE_PRODUCT,
+        catalog::ADJUST_STOCK,
+        catalog::RPC_PRODUCT_GET,
+        catalog::RPC_PRODUCT_LIST,
+    ]
+}
+
+/// Whether `subject` is a valid NATS subject made of jetshop-style tokens
+/// (lower-case letters, digits and dashes), optionally ending in `>`.
+pub fn is_valid(subject: &str) -> bool {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    tokens.len() >= 2
+        && tokens.iter().enumerate().all(|(i, t)| {
+            (*t == ">" && i == tokens.len() - 1)
+                || (!t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        })
+}
+
+/// Whether a subject filter (with `*` and `>` wildcards) matches a subject.
+pub fn matches(filter: &str, subject: &str) -> bool {
+    let mut f = filter.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (f.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn subjects_are_distinct_and_valid() {
+        let all = all_concrete();
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "a subject is defined twice");
+        for s in all {
+            assert!(is_valid(s), "{s} is not a valid subject");
+        }
+        for s in [catalog::EVENTS_ALL, catalog::COMMANDS_ALL, dlq::ALL] {
+            assert!(is_valid(s), "{s} is not a valid filter");
+        }
+        assert!(is_valid(&dlq::for_consumer("catalog-commands")));
+    }
+
+    #[test]
+    fn subjects_follow_context_kind_name() {
+        for s in all_concrete() {
+            let kind = s.split('.').nth(1).unwrap();
+            assert!(["events", "commands", "rpc"].contains(&kind), "{s}");
+        }
+    }
+
+    #[test]
+    fn rpc_subjects_sit_in_their_micro_group() {
+        use catalog::*;
+        assert_eq!(RPC_PRODUCT_GET, format!("{RPC_PRODUCT_GROUP}.{RPC_GET_ENDPOINT}"));
+        assert_eq!(RPC_PRODUCT_LIST, format!("{RPC_PRODUCT_GROUP}.{RPC_LIST_ENDPOINT}"));
+    }
+
+    #[test]
+    fn validity_rejects_bad_subjects() {
+        for bad in ["", "catalog", "catalog..x", "Catalog.events.x", "a.>.b", "a b.c"] {
+            assert!(!is_valid(bad), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn wildcard_matching() {
+        assert!(matches("catalog.events.>", "catalog.events.product-created"));
+        assert!(matches("catalog.*.x", "catalog.rpc.x"));
+        assert!(!matches("catalog.events.>", "catalog.events"));
+        assert!(!matches("catalog.events.>", "catalog.rpc.product.get"));
+    }
+}
