@@ -44,10 +44,16 @@ impl Encoding {
         match content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
             Some(MSGPACK) => Ok(Self::MsgPack),
             Some(JSON) => Ok(Self::Json),
-            Some(other) if !other.is_empty() => Err(CodecError::UnsupportedContentType(other.into())),
+            Some(other) if !other.is_empty() => {
+                Err(CodecError::UnsupportedContentType(other.into()))
+            }
             _ => {
                 let first = payload.iter().find(|b| !b.is_ascii_whitespace());
-                Ok(if matches!(first, Some(b'{') | Some(b'[')) { Self::Json } else { Self::MsgPack })
+                Ok(if matches!(first, Some(b'{') | Some(b'[')) {
+                    Self::Json
+                } else {
+                    Self::MsgPack
+                })
             }
         }
     }
@@ -98,20 +104,34 @@ mod tests {
         let old = Encoding::MsgPack.encode(&V1 { a: 7 }).unwrap();
         let read: V2 = Encoding::MsgPack.decode(&old).unwrap();
         assert_eq!(read, V2 { a: 7, b: None });
-        let new = Encoding::MsgPack.encode(&V2 { a: 7, b: Some("x".into()) }).unwrap();
+        let new = Encoding::MsgPack
+            .encode(&V2 {
+                a: 7,
+                b: Some("x".into()),
+            })
+            .unwrap();
         let read: V1 = Encoding::MsgPack.decode(&new).unwrap();
         assert_eq!(read, V1 { a: 7 });
     }
 
     #[test]
     fn detection_follows_content_type_then_payload() {
-        assert_eq!(Encoding::detect(Some("application/json"), b"").unwrap(), Encoding::Json);
+        assert_eq!(
+            Encoding::detect(Some("application/json"), b"").unwrap(),
+            Encoding::Json
+        );
         assert_eq!(
             Encoding::detect(Some("application/json; charset=utf-8"), b"").unwrap(),
             Encoding::Json
         );
-        assert_eq!(Encoding::detect(Some(MSGPACK), b"{").unwrap(), Encoding::MsgPack);
-        assert_eq!(Encoding::detect(None, b" {\"id\":1}").unwrap(), Encoding::Json);
+        assert_eq!(
+            Encoding::detect(Some(MSGPACK), b"{").unwrap(),
+            Encoding::MsgPack
+        );
+        assert_eq!(
+            Encoding::detect(None, b" {\"id\":1}").unwrap(),
+            Encoding::Json
+        );
         assert_eq!(Encoding::detect(None, &[0x81]).unwrap(), Encoding::MsgPack);
         assert!(Encoding::detect(Some("text/xml"), b"").is_err());
     }

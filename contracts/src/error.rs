@@ -45,7 +45,9 @@ impl ErrorCode {
 }
 
 /// An RPC error reply: a code, a human message and optional structured details.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, thiserror::Error,
+)]
 #[error("{code:?}: {message}")]
 pub struct RpcError {
     /// Who must act.
@@ -60,7 +62,11 @@ pub struct RpcError {
 impl RpcError {
     /// An error with no details.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None }
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// The caller sent something invalid.

@@ -6,7 +6,9 @@ use serde::{Serialize, de::DeserializeOwned};
 /// Any payload that crosses NATS. `TYPE` goes into the `Jetshop-Type`
 /// header and `VERSION` into `Jetshop-Schema`, so a reader can tell what it
 /// holds before decoding it.
-pub trait Message: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static {
+pub trait Message:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static
+{
     /// Stable name, e.g. `catalog.product-created`. Never reused for another shape.
     const TYPE: &'static str;
     /// Bumped only for a breaking change, together with an upcaster.

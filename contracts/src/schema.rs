@@ -58,14 +58,22 @@ impl Shape {
         let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
         let mut fields = BTreeMap::new();
         walk_object(schema, &defs, "", &mut fields, 0);
-        Self { type_name: type_name.into(), version, fields }
+        Self {
+            type_name: type_name.into(),
+            version,
+            fields,
+        }
     }
 }
 
 /// Follow a `$ref` into `$defs`.
 fn resolve<'a>(schema: &'a Value, defs: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => r.rsplit('/').next().and_then(|name| defs.get(name)).unwrap_or(schema),
+        Some(r) => r
+            .rsplit('/')
+            .next()
+            .and_then(|name| defs.get(name))
+            .unwrap_or(schema),
         None => schema,
     }
 }
@@ -101,7 +109,11 @@ fn classify<'a>(schema: &'a Value, defs: &'a Value) -> (String, bool, &'a Value)
         }
     }
     if let Some(Value::Array(values)) = schema.get("enum") {
-        let mut v: Vec<String> = values.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        let mut v: Vec<String> = values
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
         let nullable = values.iter().any(Value::is_null);
         v.sort();
         return (format!("enum({})", v.join("|")), nullable, schema);
@@ -126,7 +138,13 @@ fn classify<'a>(schema: &'a Value, defs: &'a Value) -> (String, bool, &'a Value)
     (ty, nullable, schema)
 }
 
-fn walk_object(schema: &Value, defs: &Value, prefix: &str, out: &mut BTreeMap<String, Field>, depth: usize) {
+fn walk_object(
+    schema: &Value,
+    defs: &Value,
+    prefix: &str,
+    out: &mut BTreeMap<String, Field>,
+    depth: usize,
+) {
     // Recursive types would loop; no message nests this deep.
     if depth > 16 {
         return;
@@ -137,10 +155,23 @@ fn walk_object(schema: &Value, defs: &Value, prefix: &str, out: &mut BTreeMap<St
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let Some(Value::Object(props)) = schema.get("properties") else { return };
+    let Some(Value::Object(props)) = schema.get("properties") else {
+        return;
+    };
     for (name, prop) in props {
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
-        walk_field(prop, defs, &path, required.contains(&name.as_str()), out, depth);
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        walk_field(
+            prop,
+            defs,
+            &path,
+            required.contains(&name.as_str()),
+            out,
+            depth,
+        );
     }
 }
 
@@ -153,7 +184,14 @@ fn walk_field(
     depth: usize,
 ) {
     let (ty, nullable, inner) = classify(prop, defs);
-    out.insert(path.to_owned(), Field { ty: ty.clone(), required, nullable });
+    out.insert(
+        path.to_owned(),
+        Field {
+            ty: ty.clone(),
+            required,
+            nullable,
+        },
+    );
     if ty.starts_with("object") {
         walk_object(inner, defs, path, out, depth + 1);
     } else if ty.starts_with("array") {
@@ -172,7 +210,10 @@ pub fn breaking_changes(old: &Shape, new: &Shape) -> Vec<String> {
             None => problems.push(format!("field `{path}` was removed or renamed")),
             Some(after) => {
                 if !type_compatible(&before.ty, &after.ty) {
-                    problems.push(format!("field `{path}` changed type from {} to {}", before.ty, after.ty));
+                    problems.push(format!(
+                        "field `{path}` changed type from {} to {}",
+                        before.ty, after.ty
+                    ));
                 }
                 if after.required && !before.required {
                     problems.push(format!("field `{path}` became required"));
@@ -321,8 +362,14 @@ mod tests {
         }
         let base = shape::<Base>();
         let renamed = breaking_changes(&base, &shape::<Renamed>());
-        assert!(renamed.iter().any(|p| p.contains("`name` was removed")), "{renamed:?}");
-        assert!(renamed.iter().any(|p| p.contains("`title` was added")), "{renamed:?}");
+        assert!(
+            renamed.iter().any(|p| p.contains("`name` was removed")),
+            "{renamed:?}"
+        );
+        assert!(
+            renamed.iter().any(|p| p.contains("`title` was added")),
+            "{renamed:?}"
+        );
         assert!(!breaking_changes(&base, &shape::<Retyped>()).is_empty());
         assert!(!breaking_changes(&base, &shape::<AddedRequired>()).is_empty());
         let nested = breaking_changes(&base, &shape::<NestedRetyped>());

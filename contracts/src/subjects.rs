@@ -120,20 +120,36 @@ mod tests {
     #[test]
     fn rpc_subjects_sit_in_their_micro_group() {
         use catalog::*;
-        assert_eq!(RPC_PRODUCT_GET, format!("{RPC_PRODUCT_GROUP}.{RPC_GET_ENDPOINT}"));
-        assert_eq!(RPC_PRODUCT_LIST, format!("{RPC_PRODUCT_GROUP}.{RPC_LIST_ENDPOINT}"));
+        assert_eq!(
+            RPC_PRODUCT_GET,
+            format!("{RPC_PRODUCT_GROUP}.{RPC_GET_ENDPOINT}")
+        );
+        assert_eq!(
+            RPC_PRODUCT_LIST,
+            format!("{RPC_PRODUCT_GROUP}.{RPC_LIST_ENDPOINT}")
+        );
     }
 
     #[test]
     fn validity_rejects_bad_subjects() {
-        for bad in ["", "catalog", "catalog..x", "Catalog.events.x", "a.>.b", "a b.c"] {
+        for bad in [
+            "",
+            "catalog",
+            "catalog..x",
+            "Catalog.events.x",
+            "a.>.b",
+            "a b.c",
+        ] {
             assert!(!is_valid(bad), "{bad:?} should be invalid");
         }
     }
 
     #[test]
     fn wildcard_matching() {
-        assert!(matches("catalog.events.>", "catalog.events.product-created"));
+        assert!(matches(
+            "catalog.events.>",
+            "catalog.events.product-created"
+        ));
         assert!(matches("catalog.*.x", "catalog.rpc.x"));
         assert!(!matches("catalog.events.>", "catalog.events"));
         assert!(!matches("catalog.events.>", "catalog.rpc.product.get"));

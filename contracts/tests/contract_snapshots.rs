@@ -20,8 +20,9 @@ fn every_message_matches_its_snapshot() {
     let mut failures = Vec::new();
     for shape in registry() {
         let path = dir().join(shape.file_name());
-        let pinned: Option<Shape> =
-            std::fs::read(&path).ok().map(|b| serde_json::from_slice(&b).expect("snapshot is valid JSON"));
+        let pinned: Option<Shape> = std::fs::read(&path)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).expect("snapshot is valid JSON"));
         match pinned {
             Some(old) => {
                 let problems = breaking_changes(&old, &shape);
@@ -38,7 +39,11 @@ fn every_message_matches_its_snapshot() {
             )),
         }
     }
-    assert!(failures.is_empty(), "breaking contract changes:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "breaking contract changes:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -48,7 +53,10 @@ fn no_snapshot_is_orphaned() {
     let known: Vec<String> = registry().iter().map(Shape::file_name).collect();
     for entry in std::fs::read_dir(dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        assert!(known.contains(&name), "snapshot {name} has no message in the registry");
+        assert!(
+            known.contains(&name),
+            "snapshot {name} has no message in the registry"
+        );
     }
 }
 

@@ -1,1 +1,30 @@
-//! placeholder
+//! The runtime every jetshop service and the gateway share.
+//!
+//! - [`config`]: settings as flags and environment variables, printed with secrets masked.
+//! - [`nats`]: connect with reconnect and backoff, check the server version, provision streams.
+//! - [`envelope`]: headers around a message (ids, type, schema, trace, correlation) and typed publish.
+//! - [`consumer`]: the durable pull-consumer runner with retry, backoff and dead letters.
+//! - [`outbox`] and [`inbox`]: exactly-once effects over at-least-once delivery.
+//! - [`rpc`]: NATS micro services and a client with timeout and retries.
+//! - [`telemetry`], [`metrics`], [`health`], [`admin`]: seeing what runs.
+//! - [`runtime`]: what a service's `run` gets from its caller.
+//! - [`db`]: SeaORM connections for SQLite and PostgreSQL, and the shared tables' migrations.
+//!
+//! Nothing here knows any bounded context; services bring their own domain.
+
+pub mod admin;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod envelope;
+pub mod error;
+pub mod health;
+pub mod inbox;
+pub mod metrics;
+pub mod nats;
+pub mod outbox;
+pub mod rpc;
+pub mod runtime;
+pub mod telemetry;
+
+pub use error::Error;

