@@ -194,10 +194,10 @@ fn walk_field(
     );
     if ty.starts_with("object") {
         walk_object(inner, defs, path, out, depth + 1);
-    } else if ty.starts_with("array") {
-        if let Some(items) = inner.get("items") {
-            walk_field(items, defs, &format!("{path}[]"), true, out, depth + 1);
-        }
+    } else if ty.starts_with("array")
+        && let Some(items) = inner.get("items")
+    {
+        walk_field(items, defs, &format!("{path}[]"), true, out, depth + 1);
     }
 }
 

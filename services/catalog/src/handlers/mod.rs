@@ -1,0 +1,4 @@
+//! The catalog's NATS edges: the command consumer and the RPC endpoints.
+
+pub mod commands;
+pub mod rpc;

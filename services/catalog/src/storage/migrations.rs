@@ -1,0 +1,48 @@
+//! Schema migrations, named by date, listed in one `Migrator`.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+/// The catalog's migrations: the shared outbox and inbox first, then its own.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut all = jetshop_platform::db::shared_migrations();
+        all.push(Box::new(M20261127CreateProducts));
+        all
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct M20261127CreateProducts;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for M20261127CreateProducts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("products")
+                    .if_not_exists()
+                    .col(string("id").primary_key())
+                    .col(string_uniq("sku"))
+                    .col(string("name"))
+                    .col(text("description"))
+                    .col(big_integer("price_minor"))
+                    .col(string_len("currency", 3))
+                    .col(big_integer("stock"))
+                    .col(big_integer("version"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("updated_at"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("products").to_owned())
+            .await
+    }
+}
