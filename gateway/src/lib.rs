@@ -1,1 +1,101 @@
-//! placeholder
+//! The jetshop REST gateway: Poem + poem-openapi in front of the services,
+//! which it reaches over NATS request-reply.
+//!
+//! - [`settings`]: flags and environment variables.
+//! - [`products`]: `/v1/products` (the `#[OpenApi]` operations and response objects).
+//! - [`spec`]: the OpenAPI document, served at `/openapi.json`, Swagger UI at `/docs`.
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`metrics`]: HTTP metrics middleware and `/metrics`.
+//! - [`problem`]: RFC 9457 errors; the only place errors become statuses.
+//! - [`request_id`]: `X-Request-Id` in and out, carried into NATS as the correlation id.
+//! - [`trace`]: the per-request span, continuing the caller's `traceparent`.
+//! - [`route`]: the matched route template, for labels.
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod problem;
+pub mod products;
+pub mod request_id;
+pub mod route;
+pub mod settings;
+pub mod spec;
+pub mod trace;
+
+use std::time::Duration;
+
+use jetshop_platform::{rpc::RpcClient, runtime::Runtime};
+use poem::{
+    Endpoint, EndpointExt, Route, Server, get,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+pub use settings::GatewaySettings;
+
+/// How long in-flight requests may take to finish after shutdown is asked.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// The whole HTTP application, ready to serve (or to drive in tests and
+/// benchmarks). The readiness check of the gateway's own NATS connection is
+/// registered by [`run`].
+pub fn app(settings: &GatewaySettings, rt: Runtime) -> impl Endpoint + use<> {
+    jetshop_platform::metrics::install();
+    let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries);
+    let api = spec::service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest_no_strip("/v1", api)
+        .nest(spec::DOCS_PATH, docs)
+        .at(spec::SPEC_PATH, get(spec))
+        .at("/healthz", get(health::healthz))
+        .at("/readyz", get(health::readyz))
+        .at("/metrics", get(metrics::exposition))
+        .data(rpc)
+        .data(rt.health)
+        // Innermost first: errors become problems before they are counted,
+        // traced and stamped with the request id.
+        .around(problem::catch)
+        .around(metrics::record)
+        .around(trace::http_span)
+        .around(request_id::propagate)
+}
+
+/// The OpenAPI document as JSON (what `/openapi.json` serves).
+pub fn openapi_json() -> String {
+    spec::json()
+}
+
+/// Serve the gateway on `settings.http_addr` until `shutdown`, then let
+/// in-flight requests finish.
+pub async fn run(
+    settings: GatewaySettings,
+    rt: Runtime,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    tracing::info!(?settings, "gateway starting");
+    rt.health
+        .add_nats(health::NATS_CHECK, rt.nats.clone())
+        .await;
+    let addr = settings.http_addr;
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = acceptor
+        .local_addr()
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| addr.to_string());
+    tracing::info!(addr = %local, "gateway listening (API under /v1, docs at /docs)");
+    let app = app(&settings, rt);
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), Some(GRACEFUL_SHUTDOWN))
+        .await
+        .map_err(Error::Serve)?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! RFC 9457 problem details: every error the gateway answers is an
+//! `application/problem+json` body `{type, title, status, detail, instance}`
+//! (plus `errors` for invalid parameters).
+//!
+//! This module is the one place where a failure becomes an HTTP status:
+//! [`Problem::from`] maps the crate's [`Error`] (RPC outcomes included) and
+//! [`Problem::from_poem`] maps what Poem and poem-openapi raise (bad
+//! parameters, unknown routes, wrong methods). [`catch`] applies it to
+//! whole responses: it is installed around every operation (so parameter
+//! errors keep their structure) and around the whole app (so router errors
+//! and plain-text error responses are converted too).
+
+use std::sync::Arc;
+
+use jetshop_contracts::ErrorCode;
+use jetshop_platform::rpc::CallError;
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    error::{MethodNotAllowedError, NotFoundError, ResponseError},
+    http::{HeaderValue, StatusCode, header},
+};
+use poem_openapi::{
+    ApiResponse, Object,
+    error::{ParseParamError, ParsePathError, ParseRequestPayloadError},
+    payload::Json,
+    registry::{MetaResponses, Registry},
+    types::ToJSON,
+};
+
+use crate::Error;
+
+/// The media type of every error body.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+/// The `type` of a problem that needs no more than its status to explain it.
+const ABOUT_BLANK: &str = "about:blank";
+
+/// An RFC 9457 problem details object.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+#[oai(rename = "Problem")]
+pub struct Problem {
+    /// A URI identifying the kind of problem (`urn:jetshop:problem:not-found`),
+    /// or `about:blank` when the status says it all.
+    #[oai(rename = "type")]
+    pub problem_type: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, for a human.
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+    /// The request path this problem occurred on.
+    #[oai(skip_serializing_if_is_none)]
+    pub instance: Option<String>,
+    /// Which parameters were invalid, and why.
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<InvalidParam>>,
+    /// Seconds until a retry may succeed (sent as `Retry-After`).
+    #[oai(skip)]
+    pub retry_after: Option<u32>,
+}
+
+/// One invalid request parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct InvalidParam {
+    /// The parameter's name.
+    pub name: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl Problem {
+    /// A problem of kind `slug` (`urn:jetshop:problem:<slug>`).
+    fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+        Self {
+            problem_type: format!("urn:jetshop:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            errors: None,
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS),
+        }
+    }
+
+    /// A problem that only has a status (`about:blank`, title = reason phrase).
+    pub fn from_status(status: StatusCode) -> Self {
+        Self {
+            problem_type: ABOUT_BLANK.to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            ..Self::new(status, "", "")
+        }
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The same problem, located at `instance` (the request path) unless it already is.
+    pub fn at(mut self, instance: &str) -> Self {
+        self.instance.get_or_insert_with(|| instance.to_owned());
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Map an error raised by Poem or poem-openapi (or one of ours carried
+    /// inside a `poem::Error`).
+    pub fn from_poem(err: &poem::Error) -> Self {
+        if let Some(ours) = err.downcast_ref::<Error>() {
+            return Self::from(ours);
+        }
+        let invalid = |name: &str, reason: &str| {
+            let mut p = Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            )
+            .detail(format!("invalid parameter `{name}`: {reason}"));
+            p.errors = Some(vec![InvalidParam {
+                name: name.to_owned(),
+                reason: reason.to_owned(),
+            }]);
+            p
+        };
+        if let Some(e) = err.downcast_ref::<ParseParamError>() {
+            return invalid(e.name, &e.reason);
+        }
+        if let Some(e) = err.downcast_ref::<ParsePathError>() {
+            return invalid(e.name, &e.reason);
+        }
+        if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+            return Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            )
+            .detail(e.reason.clone());
+        }
+        if err.is::<NotFoundError>() {
+            return Self::from_status(StatusCode::NOT_FOUND).detail("no such route");
+        }
+        if err.is::<MethodNotAllowedError>() {
+            return Self::from_status(StatusCode::METHOD_NOT_ALLOWED)
+                .detail("this route does not accept that method");
+        }
+        let status = err.status();
+        if status.is_server_error() {
+            // Never show internals to the client; the log has them.
+            tracing::error!(error = %err, %status, "request failed");
+            Self::from_status(status)
+        } else {
+            Self::from_status(status).detail(err.to_string())
+        }
+    }
+
+    /// The `application/problem+json` response, with `Retry-After` when set.
+    pub fn into_response(self) -> Response {
+        let mut resp = Response::builder()
+            .status(self.status_code())
+            .content_type(CONTENT_TYPE)
+            .body(self.to_json_string());
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The one mapping from the crate's errors to problems (and so to statuses).
+impl From<&Error> for Problem {
+    fn from(err: &Error) -> Self {
+        use StatusCode as S;
+        match err {
+            Error::Call(CallError::Remote(remote)) => {
+                match remote.code {
+                    ErrorCode::BadRequest => {
+                        Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
+                            .detail(remote.message.clone())
+                    }
+                    ErrorCode::NotFound => Self::new(S::NOT_FOUND, "not-found", "Not found")
+                        .detail(remote.message.clone()),
+                    ErrorCode::Conflict => Self::new(S::CONFLICT, "conflict", "Conflict")
+                        .detail(remote.message.clone()),
+                    ErrorCode::Unavailable => Self::new(
+                        S::SERVICE_UNAVAILABLE,
+                        "service-unavailable",
+                        "Service unavailable",
+                    )
+                    .detail("a service behind the gateway is unavailable; retry later"),
+                    // The service's internals stay in its own log.
+                    ErrorCode::Internal => {
+                        Self::new(S::BAD_GATEWAY, "service-failed", "Service failed")
+                            .detail("a service behind the gateway failed to answer the request")
+                    }
+                }
+            }
+            Error::Call(CallError::Timeout { .. }) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "service-timeout",
+                "Service did not answer in time",
+            )
+            .detail("a service behind the gateway did not answer in time; retry later"),
+            Error::Call(CallError::NoResponders { .. } | CallError::Transport { .. }) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+            )
+            .detail("a service behind the gateway is not reachable; retry later"),
+            Error::Call(CallError::BadReply { .. }) => {
+                Self::new(S::BAD_GATEWAY, "bad-reply", "Bad reply from a service")
+                    .detail("a service behind the gateway answered with an unreadable reply")
+            }
+            Error::Bind { .. } | Error::Serve(_) => {
+                Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+            }
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status(&self) -> StatusCode {
+        Problem::from(self).status_code()
+    }
+
+    fn as_response(&self) -> Response {
+        Problem::from(self).into_response()
+    }
+}
+
+/// The error responses an operation may answer with, for the OpenAPI document.
+#[derive(ApiResponse)]
+#[allow(dead_code, reason = "only its OpenAPI metadata is used")]
+enum Documented {
+    /// A parameter is invalid; `errors` says which.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The resource does not exist.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The gateway failed.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// A service behind the gateway failed or answered badly.
+    #[oai(status = 502, content_type = "application/problem+json")]
+    BadGateway(Json<Problem>),
+    /// A service behind the gateway is unavailable or too slow; retry after `Retry-After` seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(
+        Json<Problem>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+impl ApiResponse for Error {
+    fn meta() -> MetaResponses {
+        Documented::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        Documented::register(registry);
+    }
+}
+
+/// Turn an error into its problem response, keeping what the routers
+/// attached to it (the matched path pattern, for metrics).
+pub fn respond(err: poem::Error, instance: &str) -> Response {
+    let problem = Problem::from_poem(&err).at(instance);
+    if problem.status >= 500 {
+        tracing::warn!(error = %err, status = problem.status, "answering with a server error");
+    }
+    with_extensions_of(problem.into_response(), err.into_response())
+}
+
+fn with_extensions_of(mut new: Response, mut old: Response) -> Response {
+    *new.extensions_mut() = std::mem::take(old.extensions_mut());
+    new
+}
+
+/// Whether an error response still needs converting (not JSON already).
+fn needs_problem(resp: &Response) -> bool {
+    let status = resp.status();
+    (status.is_client_error() || status.is_server_error())
+        && !resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("json"))
+}
+
+/// Convert a plain-text error response (what Poem answers for errors it
+/// already turned into responses) into a problem with the same status.
+async fn from_plain(mut resp: Response, instance: &str) -> Response {
+    const MAX_DETAIL: usize = 512;
+    let status = resp.status();
+    let text = resp.take_body().into_string().await.unwrap_or_default();
+    let text = text.trim();
+    let mut problem = Problem::from_status(status).at(instance);
+    let reason = status.canonical_reason().unwrap_or_default();
+    if !status.is_server_error()
+        && !text.is_empty()
+        && text.len() <= MAX_DETAIL
+        && !text.eq_ignore_ascii_case(reason)
+    {
+        problem.detail = Some(text.to_owned());
+    }
+    with_extensions_of(problem.into_response(), resp)
+}
+
+/// Middleware (for `around`): answer every error as a problem.
+pub async fn catch<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let instance = req.original_uri().path().to_owned();
+    match ep.call(req).await {
+        Ok(resp) => {
+            let resp = resp.into_response();
+            Ok(if needs_problem(&resp) {
+                from_plain(resp, &instance).await
+            } else {
+                resp
+            })
+        }
+        Err(err) => Ok(respond(err, &instance)),
+    }
+}
+
+/// poem-openapi operation transform: parameter errors become problems
+/// before poem-openapi turns them into plain text.
+pub fn operation<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    poem::EndpointExt::around(ep, catch)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jetshop_contracts::RpcError;
+
+    use super::*;
+
+    fn status_of(err: CallError) -> u16 {
+        Problem::from(&Error::Call(err)).status
+    }
+
+    #[test]
+    fn rpc_outcomes_map_to_statuses() {
+        let subject = "x".to_owned();
+        assert_eq!(status_of(CallError::Remote(RpcError::not_found("no"))), 404);
+        assert_eq!(
+            status_of(CallError::Remote(RpcError::bad_request("no"))),
+            400
+        );
+        assert_eq!(status_of(CallError::Remote(RpcError::internal("db"))), 502);
+        assert_eq!(
+            status_of(CallError::Timeout {
+                subject: subject.clone(),
+                timeout: Duration::from_secs(1)
+            }),
+            503
+        );
+        assert_eq!(
+            status_of(CallError::NoResponders {
+                subject: subject.clone()
+            }),
+            503
+        );
+        assert_eq!(
+            status_of(CallError::BadReply {
+                subject,
+                reason: "garbage".into()
+            }),
+            502
+        );
+    }
+
+    #[test]
+    fn internal_details_are_not_shown() {
+        let p = Problem::from(&Error::Call(CallError::Remote(RpcError::internal(
+            "password authentication failed for user app",
+        ))));
+        assert!(!p.detail.unwrap_or_default().contains("password"));
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let p = Problem::from(&Error::Call(CallError::NoResponders {
+            subject: "x".into(),
+        }));
+        let resp = p.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+    }
+
+    #[test]
+    fn parameter_errors_keep_their_structure() {
+        let err: poem::Error = ParseParamError {
+            name: "limit",
+            reason: "too big".into(),
+        }
+        .into();
+        let p = Problem::from_poem(&err).at("/v1/products");
+        assert_eq!(p.status, 400);
+        assert_eq!(p.instance.as_deref(), Some("/v1/products"));
+        assert_eq!(
+            p.errors,
+            Some(vec![InvalidParam {
+                name: "limit".into(),
+                reason: "too big".into()
+            }])
+        );
+    }
+
+    #[test]
+    fn router_errors_are_about_blank() {
+        let p = Problem::from_poem(&NotFoundError.into());
+        assert_eq!((p.status, p.problem_type.as_str()), (404, ABOUT_BLANK));
+        assert_eq!(p.title, "Not Found");
+        let p = Problem::from_poem(&MethodNotAllowedError.into());
+        assert_eq!(p.status, 405);
+        assert_eq!(p.retry_after, None);
+    }
+}

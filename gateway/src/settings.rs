@@ -1,0 +1,69 @@
+//! The gateway's settings: each one a flag and an environment variable with a
+//! default that works for `jetshop up`.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Where the gateway listens and how it calls the services behind it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GatewaySettings {
+    /// Address the HTTP API listens on.
+    #[arg(
+        long = "http-addr",
+        env = "JETSHOP_HTTP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_addr: SocketAddr,
+    /// Per-attempt timeout of an RPC to a service (`500ms`, `2s`).
+    #[arg(long = "rpc-timeout", env = "JETSHOP_RPC_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub rpc_timeout: Duration,
+    /// Retries of an idempotent read after a timeout or a missing service.
+    #[arg(long = "rpc-retries", env = "JETSHOP_RPC_RETRIES", default_value_t = 1)]
+    pub rpc_retries: u32,
+}
+
+impl GatewaySettings {
+    /// Default per-attempt RPC timeout.
+    pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Default number of retries for idempotent reads.
+    pub const DEFAULT_RPC_RETRIES: u32 = 1;
+
+    /// Settings listening on `addr`, every other value at its default.
+    pub fn for_addr(addr: SocketAddr) -> Self {
+        Self {
+            http_addr: addr,
+            rpc_timeout: Self::DEFAULT_RPC_TIMEOUT,
+            rpc_retries: Self::DEFAULT_RPC_RETRIES,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        gateway: GatewaySettings,
+    }
+
+    #[test]
+    fn flag_defaults_match_for_addr() {
+        let parsed = Cli::try_parse_from(["gw"]).unwrap().gateway;
+        let built = GatewaySettings::for_addr("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(parsed.http_addr, built.http_addr);
+        assert_eq!(parsed.rpc_timeout, built.rpc_timeout);
+        assert_eq!(parsed.rpc_retries, built.rpc_retries);
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let parsed = Cli::try_parse_from(["gw", "--rpc-timeout", "250ms", "--rpc-retries", "0"])
+            .unwrap()
+            .gateway;
+        assert_eq!(parsed.rpc_timeout, Duration::from_millis(250));
+        assert_eq!(parsed.rpc_retries, 0);
+    }
+}

@@ -1,0 +1,38 @@
+//! The OpenAPI 3 document: which operations exist, under which title and
+//! version, and the headers every operation shares.
+
+use poem_openapi::{ExtraHeader, OpenApiService};
+
+use crate::products::ProductsApi;
+
+/// Where Swagger UI is served.
+pub const DOCS_PATH: &str = "/docs";
+/// Where the JSON document is served.
+pub const SPEC_PATH: &str = "/openapi.json";
+
+const DESCRIPTION: &str = "\
+The jetshop REST API. Reads are answered by the services behind the gateway \
+over NATS request-reply.
+
+Every error is an RFC 9457 `application/problem+json` document. Every \
+response carries `X-Request-Id`: the caller's own when it sent a sane one \
+(up to 128 visible ASCII characters), a new UUIDv7 otherwise. A 503 carries \
+`Retry-After`.";
+
+/// The OpenAPI service: every operation of the API.
+pub fn service() -> OpenApiService<ProductsApi, ()> {
+    OpenApiService::new(ProductsApi, "jetshop", env!("CARGO_PKG_VERSION"))
+        .description(DESCRIPTION)
+        .extra_request_header::<Option<String>, _>(
+            ExtraHeader::new("X-Request-Id")
+                .description("Correlates this request across services; echoed in the response."),
+        )
+        .extra_response_header::<String, _>(
+            ExtraHeader::new("X-Request-Id").description("The request's id."),
+        )
+}
+
+/// The document as pretty-printed JSON.
+pub fn json() -> String {
+    service().spec()
+}
