@@ -64,8 +64,16 @@ pub fn shared_migrations() -> Vec<Box<dyn MigrationTrait>> {
 }
 
 /// The transactional outbox (see [`crate::outbox`]).
-#[derive(DeriveMigrationName)]
 struct CreateOutbox;
+
+// Explicit names: `DeriveMigrationName` names a migration after its source
+// file, which gave both shared migrations the name `db`, and the second one
+// failed to record itself (UNIQUE constraint on `seaql_migrations.version`).
+impl MigrationName for CreateOutbox {
+    fn name(&self) -> &str {
+        "m20261127_000001_jetshop_outbox"
+    }
+}
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for CreateOutbox {
@@ -109,8 +117,13 @@ impl MigrationTrait for CreateOutbox {
 }
 
 /// The idempotent inbox (see [`crate::inbox`]).
-#[derive(DeriveMigrationName)]
 struct CreateInbox;
+
+impl MigrationName for CreateInbox {
+    fn name(&self) -> &str {
+        "m20261127_000002_jetshop_inbox"
+    }
+}
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for CreateInbox {
@@ -133,5 +146,20 @@ impl MigrationTrait for CreateInbox {
         manager
             .drop_table(Table::drop().table("inbox").to_owned())
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_migrations_have_distinct_names() {
+        let names: Vec<String> = shared_migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
     }
 }
