@@ -111,10 +111,14 @@ pub struct ConsumerSpec {
 }
 
 /// The server-side consumer configuration for a spec and settings.
+///
+/// The backoff schedule is applied by the runner (a nak carries the next
+/// delay), not by the server: a server-side `backoff` list replaces
+/// `ack_wait` as the ack deadline of every delivery, so with the usual
+/// steps (1s) shorter than `ack_wait` (30s) a handler running longer than
+/// the first step would be redelivered while still running, its
+/// in-progress acks (every third of `ack_wait`) coming too late.
 pub fn consumer_config(spec: &ConsumerSpec, settings: &ConsumerSettings) -> pull::Config {
-    // The server refuses a backoff list as long as max_deliver or longer.
-    let max_steps = usize::try_from(settings.max_deliver - 1).unwrap_or(0);
-    let backoff: Vec<Duration> = settings.backoff.iter().copied().take(max_steps).collect();
     pull::Config {
         durable_name: Some(spec.durable.clone()),
         description: Some(spec.description.clone()),
@@ -122,7 +126,6 @@ pub fn consumer_config(spec: &ConsumerSpec, settings: &ConsumerSettings) -> pull
         ack_policy: AckPolicy::Explicit,
         ack_wait: settings.ack_wait,
         max_deliver: settings.max_deliver,
-        backoff,
         filter_subjects: spec.filter_subjects.clone(),
         max_ack_pending: i64::try_from(settings.concurrency * 4)
             .unwrap_or(1024)
@@ -386,7 +389,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_never_reaches_max_deliver() {
+    fn ack_wait_is_the_deadline_of_every_delivery() {
         let spec = ConsumerSpec {
             stream: "S".into(),
             durable: "d".into(),
@@ -398,7 +401,12 @@ mod tests {
             ..Default::default()
         };
         let cfg = consumer_config(&spec, &settings);
-        assert_eq!(cfg.backoff.len(), 2);
+        assert!(
+            cfg.backoff.is_empty(),
+            "the runner naks with the backoff delays"
+        );
+        assert_eq!(cfg.ack_wait, settings.ack_wait);
+        assert_eq!(cfg.max_deliver, 3);
         assert_eq!(cfg.ack_policy, AckPolicy::Explicit);
     }
 
