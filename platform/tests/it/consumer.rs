@@ -1,0 +1,504 @@
+//! The consumer runner: retries with backoff, dead letters, in-progress
+//! acks, graceful shutdown, and the inbox making redeliveries harmless.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_nats::{HeaderMap, jetstream::message::StreamMessage};
+use jetshop_contracts::{Encoding, Event, headers, streams};
+use jetshop_platform::{
+    config::ConsumerSettings,
+    consumer::{self, ConsumerSpec, Delivery, HandlerError},
+    envelope::{self, MessageMeta},
+    inbox,
+};
+use jetshop_testkit::eventually;
+use sea_orm::{ConnectionTrait, TransactionTrait, sea_query::Query};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{self, Nats, TEST_EVENTS, Thing};
+
+fn settings(max_deliver: i64, backoff_ms: &[u64], ack_wait: Duration) -> ConsumerSettings {
+    ConsumerSettings {
+        max_deliver,
+        backoff: backoff_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
+        ack_wait,
+        concurrency: 4,
+    }
+}
+
+fn spec(durable: &str) -> ConsumerSpec {
+    ConsumerSpec {
+        stream: TEST_EVENTS.into(),
+        durable: durable.into(),
+        description: "integration test".into(),
+        filter_subjects: vec![],
+    }
+}
+
+/// Run the consumer in the background; cancel the token to stop it.
+fn start<H, Fut>(
+    nats: &Nats,
+    durable: &str,
+    settings: ConsumerSettings,
+    handler: H,
+) -> (
+    CancellationToken,
+    JoinHandle<Result<(), jetshop_platform::Error>>,
+)
+where
+    H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        nats.js.clone(),
+        spec(durable),
+        settings,
+        handler,
+        shutdown.clone(),
+    ));
+    (shutdown, task)
+}
+
+async fn publish_thing(nats: &Nats, n: u32) -> (String, u64) {
+    let id = envelope::new_message_id().to_string();
+    let seq = envelope::publish(
+        &nats.js,
+        Thing::SUBJECT,
+        &id,
+        &Thing {
+            n,
+            note: format!("thing {n}"),
+        },
+        &MessageMeta::correlated("corr-1"),
+    )
+    .await
+    .unwrap();
+    (id, seq)
+}
+
+/// Every delivery the handler saw: when, and the delivery count.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<(Instant, i64, u64)>>>);
+
+impl Log {
+    fn record(&self, d: &Delivery) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), d.delivered, d.stream_sequence));
+    }
+
+    fn entries(&self) -> Vec<(Instant, i64, u64)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<(Instant, i64, u64)> {
+        eventually(&format!("{n} deliveries"), Duration::from_secs(10), || {
+            let entries = self.entries();
+            async move { (entries.len() >= n).then_some(entries) }
+        })
+        .await
+    }
+}
+
+/// The first dead letter of `durable`, once there is one.
+async fn dead_letter(nats: &Nats, durable: &str) -> StreamMessage {
+    let dlq = nats.js.get_stream(streams::DLQ).await.unwrap();
+    let subject = jetshop_contracts::subjects::dlq::for_consumer(durable);
+    eventually("a dead letter", Duration::from_secs(10), || {
+        let dlq = dlq.clone();
+        let subject = subject.clone();
+        async move { dlq.direct_get_first_for_subject(subject).await.ok() }
+    })
+    .await
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .unwrap_or_else(|| panic!("header {name} missing in {h:?}"))
+        .as_str()
+}
+
+/// Wait until the consumer has nothing pending and nothing unacknowledged,
+/// with everything up to `seq` acknowledged.
+async fn wait_all_acked(nats: &Nats, durable: &str, seq: u64) {
+    let stream = nats.js.get_stream(TEST_EVENTS).await.unwrap();
+    eventually("everything acknowledged", Duration::from_secs(10), || {
+        let stream = stream.clone();
+        async move {
+            let info = stream.consumer_info(durable).await.ok()?;
+            (info.num_ack_pending == 0
+                && info.num_pending == 0
+                && info.ack_floor.stream_sequence >= seq)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_after_the_configured_backoff() {
+    let nats = Nats::start().await;
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                let thing: Thing = d.decode()?;
+                assert_eq!(thing.n, 7);
+                if d.delivered < 3 {
+                    Err(HandlerError::transient("database busy"))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-retry",
+        settings(5, &[300, 600], Duration::from_secs(2)),
+        handler,
+    );
+    let (_, seq) = publish_thing(&nats, 7).await;
+
+    let entries = log.wait_for(3).await;
+    let counts: Vec<i64> = entries.iter().map(|e| e.1).collect();
+    assert_eq!(counts, [1, 2, 3]);
+    let gap1 = entries[1].0 - entries[0].0;
+    let gap2 = entries[2].0 - entries[1].0;
+    // The configured delay plus up to 20% jitter, plus slack for a busy machine.
+    assert!(
+        gap1 >= Duration::from_millis(300) && gap1 < Duration::from_millis(300 + 60 + 700),
+        "first retry after {gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(600) && gap2 < Duration::from_millis(600 + 120 + 700),
+        "second retry after {gap2:?}"
+    );
+
+    wait_all_acked(&nats, "test-retry", seq).await;
+    assert_eq!(log.len(), 3, "acknowledged message delivered again");
+    assert_eq!(nats.stream_messages(streams::DLQ).await, 0);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn permanent_failure_is_dead_lettered_at_once_with_its_context() {
+    let nats = Nats::start().await;
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                Err(HandlerError::permanent("unknown product\nsku 42"))
+            }
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-poison",
+        settings(5, &[200, 400], Duration::from_secs(2)),
+        handler,
+    );
+
+    let payload = Encoding::MsgPack
+        .encode(&Thing {
+            n: 1,
+            note: "poison".into(),
+        })
+        .unwrap();
+    let mut h = HeaderMap::new();
+    h.insert(headers::MSG_ID, "original-id-1");
+    h.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+    h.insert("X-Custom", "keep me");
+    let seq = nats
+        .js
+        .publish_with_headers(Thing::SUBJECT, h, payload.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+
+    let letter = dead_letter(&nats, "test-poison").await;
+    let h = &letter.headers;
+    assert_eq!(letter.subject.as_str(), "dlq.test-poison");
+    assert_eq!(letter.payload.as_ref(), payload.as_slice());
+    assert_eq!(header(h, headers::dlq::REASON), "unknown product sku 42");
+    assert_eq!(header(h, headers::dlq::CONSUMER), "test-poison");
+    assert_eq!(header(h, headers::dlq::STREAM), TEST_EVENTS);
+    assert_eq!(header(h, headers::dlq::STREAM_SEQUENCE), seq.to_string());
+    assert_eq!(header(h, headers::dlq::DELIVERIES), "1");
+    assert_eq!(header(h, headers::dlq::SUBJECT), Thing::SUBJECT);
+    assert_eq!(header(h, "X-Custom"), "keep me");
+    assert_eq!(
+        header(h, headers::CONTENT_TYPE),
+        Encoding::MsgPack.content_type()
+    );
+    assert_eq!(header(h, "Jetshop-Dlq-Original-Msg-Id"), "original-id-1");
+
+    // Terminated, not retried.
+    wait_all_acked(&nats, "test-poison", seq).await;
+    let entries = log.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1, 1);
+    assert_eq!(nats.stream_messages(streams::DLQ).await, 1);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn exhausted_retries_are_dead_lettered_with_the_delivery_count() {
+    let nats = Nats::start().await;
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                Err(HandlerError::transient("still down"))
+            }
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-exhaust",
+        settings(3, &[100, 200], Duration::from_secs(2)),
+        handler,
+    );
+    let (id, seq) = publish_thing(&nats, 3).await;
+
+    let letter = dead_letter(&nats, "test-exhaust").await;
+    let h = &letter.headers;
+    assert_eq!(header(h, headers::dlq::DELIVERIES), "3");
+    let reason = header(h, headers::dlq::REASON);
+    assert!(
+        reason.contains("gave up after 3 deliveries") && reason.contains("still down"),
+        "{reason}"
+    );
+    assert_eq!(header(h, headers::dlq::STREAM_SEQUENCE), seq.to_string());
+    assert_eq!(header(h, "Jetshop-Dlq-Original-Msg-Id"), id);
+    assert_eq!(header(h, headers::CORRELATION_ID), "corr-1");
+    let thing: Thing = Encoding::MsgPack.decode(&letter.payload).unwrap();
+    assert_eq!(thing.n, 3);
+
+    wait_all_acked(&nats, "test-exhaust", seq).await;
+    let counts: Vec<i64> = log.entries().iter().map(|e| e.1).collect();
+    assert_eq!(counts, [1, 2, 3]);
+    assert_eq!(nats.stream_messages(streams::DLQ).await, 1);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn slow_handler_keeps_its_message_with_in_progress_acks() {
+    let nats = Nats::start().await;
+    let log = Log::default();
+    let done = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let log = log.clone();
+        let done = done.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            let done = done.clone();
+            async move {
+                log.record(&d);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    };
+    // Backoff steps shorter than ack_wait, as in the defaults (1s vs 30s).
+    let (shutdown, task) = start(
+        &nats,
+        "test-slow",
+        settings(5, &[200, 400], Duration::from_secs(1)),
+        handler,
+    );
+    let (_, seq) = publish_thing(&nats, 1).await;
+
+    eventually(
+        "the slow handler to finish",
+        Duration::from_secs(10),
+        || {
+            let done = done.clone();
+            async move { (done.load(Ordering::SeqCst) >= 1).then_some(()) }
+        },
+    )
+    .await;
+    wait_all_acked(&nats, "test-slow", seq).await;
+    let entries = log.entries();
+    assert_eq!(
+        entries.iter().map(|e| e.1).collect::<Vec<_>>(),
+        [1],
+        "redelivered while the handler was still running"
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(log.len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_running_handler_and_acks_it() {
+    let nats = Nats::start().await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(AtomicBool::new(false));
+    let handler = {
+        let started = started.clone();
+        let finished = finished.clone();
+        move |_d: Delivery| {
+            let started = started.clone();
+            let finished = finished.clone();
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                finished.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    };
+    let cfg = settings(5, &[200, 400], Duration::from_secs(1));
+    let (shutdown, task) = start(&nats, "test-shutdown", cfg.clone(), handler);
+    let (_, seq) = publish_thing(&nats, 1).await;
+
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("handler started");
+    let cancelled_at = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run() returns after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "run() returned before the handler finished"
+    );
+    assert!(cancelled_at.elapsed() >= Duration::from_millis(1000));
+
+    // Acknowledged before run() returned: nothing pending on the server.
+    let stream = nats.js.get_stream(TEST_EVENTS).await.unwrap();
+    let info = stream.consumer_info("test-shutdown").await.unwrap();
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    assert_eq!(info.ack_floor.stream_sequence, seq);
+
+    // A restarted consumer does not see it again; it does see new messages.
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                Ok(())
+            }
+        }
+    };
+    let (shutdown, task) = start(&nats, "test-shutdown", cfg, handler);
+    let (_, seq2) = publish_thing(&nats, 2).await;
+    log.wait_for(1).await;
+    // Longer than ack_wait, so an unacknowledged message would be back.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let seen: Vec<u64> = log.entries().iter().map(|e| e.2).collect();
+    assert_eq!(seen, [seq2]);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn inbox_makes_a_redelivery_harmless() {
+    let nats = Nats::start().await;
+    let (_test_db, db) = common::database().await;
+    let log = Log::default();
+    let skipped = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let log = log.clone();
+        let db = db.clone();
+        let skipped = skipped.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            let db = db.clone();
+            let skipped = skipped.clone();
+            async move {
+                log.record(&d);
+                let thing: Thing = d.decode()?;
+                let txn = db.begin().await.map_err(HandlerError::transient)?;
+                if inbox::claim(&txn, &d.consumer, &d.dedupe_id())
+                    .await
+                    .map_err(HandlerError::transient)?
+                {
+                    let insert = Query::insert()
+                        .into_table("effects")
+                        .columns(["id", "note"])
+                        .values_panic([d.dedupe_id().into(), thing.note.into()])
+                        .to_owned();
+                    txn.execute(&insert)
+                        .await
+                        .map_err(HandlerError::transient)?;
+                    txn.commit().await.map_err(HandlerError::transient)?;
+                } else {
+                    skipped.fetch_add(1, Ordering::SeqCst);
+                    txn.rollback().await.map_err(HandlerError::transient)?;
+                }
+                if d.delivered == 1 {
+                    // The effect is committed but the ack is "lost".
+                    return Err(HandlerError::transient("ack lost"));
+                }
+                Ok(())
+            }
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-inbox",
+        settings(5, &[100, 200], Duration::from_secs(2)),
+        handler,
+    );
+    let (id, seq) = publish_thing(&nats, 5).await;
+
+    let entries = log.wait_for(2).await;
+    assert_eq!(entries.iter().map(|e| e.1).collect::<Vec<_>>(), [1, 2]);
+    wait_all_acked(&nats, "test-inbox", seq).await;
+    assert_eq!(skipped.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        common::count(&db, "SELECT COUNT(*) AS n FROM effects").await,
+        1
+    );
+    assert_eq!(
+        common::count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) AS n FROM inbox WHERE consumer = 'test-inbox' AND message_id = '{id}'"
+            )
+        )
+        .await,
+        1
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
