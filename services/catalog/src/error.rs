@@ -59,10 +59,12 @@ impl Error {
         }
     }
 
-    /// Map a database error, recognising a unique-sku violation.
-    pub fn from_write(err: DbErr, sku: &str) -> Self {
+    /// Map an insert's database error. A unique violation here means a
+    /// concurrent writer got in between our checks and the insert: a retry
+    /// sees its row and decides (no-op or duplicate sku).
+    pub fn from_insert(err: DbErr, id: uuid::Uuid) -> Self {
         match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => Self::DuplicateSku(sku.to_owned()),
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict(id),
             _ => Self::Db(err),
         }
     }

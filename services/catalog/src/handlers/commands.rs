@@ -96,6 +96,12 @@ async fn create(
         }
         return Err(Error::AlreadyExists(new.id));
     }
+    if products::find_by_sku(txn, new.sku.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(Error::DuplicateSku(new.sku.as_str().to_owned()));
+    }
     let row = products::insert(txn, &new).await?;
     let product = products::to_wire(&row)?;
     outbox::enqueue(txn, &ProductCreated { product }, meta).await?;

@@ -42,6 +42,14 @@ pub async fn find<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<Option<entity:
     Ok(Products::find_by_id(id.to_string()).one(db).await?)
 }
 
+/// The product holding `sku`, if any.
+pub async fn find_by_sku<C: ConnectionTrait>(
+    db: &C,
+    sku: &str,
+) -> Result<Option<entity::Model>, Error> {
+    Ok(Products::find().filter(Column::Sku.eq(sku)).one(db).await?)
+}
+
 /// Insert a new product.
 pub async fn insert<C: ConnectionTrait>(db: &C, p: &NewProduct) -> Result<entity::Model, Error> {
     let now = Utc::now();
@@ -59,7 +67,7 @@ pub async fn insert<C: ConnectionTrait>(db: &C, p: &NewProduct) -> Result<entity
     };
     row.insert(db)
         .await
-        .map_err(|e| Error::from_write(e, p.sku.as_str()))
+        .map_err(|e| Error::from_insert(e, p.id))
 }
 
 /// Apply changes if the row is still at `current.version`.
