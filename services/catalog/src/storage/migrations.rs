@@ -14,8 +14,14 @@ impl MigratorTrait for Migrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct M20261127CreateProducts;
+
+// Named explicitly: `DeriveMigrationName` would use the file name.
+impl MigrationName for M20261127CreateProducts {
+    fn name(&self) -> &str {
+        "m20261127_000001_catalog_products"
+    }
+}
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for M20261127CreateProducts {
