@@ -250,6 +250,7 @@ impl Runner {
             stream_sequence,
             delivered,
             correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+            trace_id = tracing::field::Empty,
         );
         telemetry::set_parent(&span, msg.headers.as_ref());
         let delivery = Delivery {

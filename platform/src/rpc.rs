@@ -131,6 +131,7 @@ where
         otel.kind = "server",
         subject,
         correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty,
     );
     telemetry::set_parent(&span, msg_headers);
     let content_type = msg_headers

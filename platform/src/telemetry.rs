@@ -146,19 +146,31 @@ pub fn inject_current(headers: &mut HeaderMap) {
     }
 }
 
-/// Make `span` a child of the trace context found in incoming NATS headers.
+/// Make `span` a child of the trace context found in incoming NATS headers,
+/// and record its trace id in the span's `trace_id` field (if declared) so
+/// JSON logs carry it.
 pub fn set_parent(span: &tracing::Span, headers: Option<&HeaderMap>) {
-    if let Some(headers) = headers {
-        set_parent_from(span, &HeaderExtractor(headers));
+    match headers {
+        Some(headers) => set_parent_from(span, &HeaderExtractor(headers)),
+        None => record_trace_id(span),
     }
 }
 
-/// Make `span` a child of the trace context an extractor finds (HTTP headers, ...).
+/// Make `span` a child of the trace context an extractor finds (HTTP
+/// headers, ...), and record its trace id like [`set_parent`].
 pub fn set_parent_from(span: &tracing::Span, extractor: &dyn Extractor) {
     let cx = global::get_text_map_propagator(|p| p.extract(extractor));
     if cx.span().span_context().is_valid() {
         // Fails only when the span is disabled; then there is nothing to link.
         let _ = span.set_parent(cx);
+    }
+    record_trace_id(span);
+}
+
+/// Fill a declared `trace_id` field with the span's trace id.
+pub fn record_trace_id(span: &tracing::Span) {
+    if let Some(id) = trace_id(span) {
+        span.record("trace_id", id.as_str());
     }
 }
 
