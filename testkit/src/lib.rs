@@ -32,6 +32,7 @@ pub fn free_port() -> u16 {
 /// A real `nats-server` child process for one test.
 #[derive(Debug)]
 pub struct NatsServer {
+    bin: String,
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
@@ -39,9 +40,16 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// Start a JetStream server on a free port with a temporary store.
+    /// The binary is `NATS_SERVER_BIN`, or `nats-server` from `PATH`.
     pub fn start() -> Self {
+        Self::start_bin(&std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into()))
+    }
+
+    /// Start a specific `nats-server` binary (e.g. an old one, to test refusal).
+    pub fn start_bin(bin: &str) -> Self {
         let store = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
+            bin: bin.to_owned(),
             port: free_port(),
             store,
             child: None,
@@ -51,7 +59,7 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let bin = self.bin.clone();
         let child = Command::new(&bin)
             .args([
                 "-a",
