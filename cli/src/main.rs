@@ -1,1 +1,73 @@
-fn main() {}
+//! `jetshop`: run the whole system (`up`), one service (`run`), or print
+//! the API spec (`openapi`).
+//!
+//! - [`args`]: the command line, flags and environment variables.
+//! - [`up`]: everything in one process, with an embedded [`nats_child`].
+//! - [`run`]: one service per process, as in a container.
+//! - [`seed`]: the demo catalog.
+//! - [`supervisor`]: start parts side by side, stop them in order.
+//! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token.
+//! - [`openapi`]: the gateway's spec.
+//!
+//! Any failure ends the process with one `error: ...` line and a non-zero code.
+
+mod args;
+mod nats_child;
+mod openapi;
+mod run;
+mod seed;
+mod signals;
+mod supervisor;
+mod up;
+
+use std::process::ExitCode;
+
+use args::{Command, RunService};
+
+fn main() -> ExitCode {
+    let cli = match args::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let _telemetry = match cli
+        .telemetry()
+        .map(|t| jetshop_platform::telemetry::init(t, "jetshop"))
+    {
+        Some(Err(err)) => return fail(&err.into()),
+        Some(Ok(guard)) => Some(guard),
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => return fail(&err.into()),
+    };
+    // `block_on` polls on this (main) thread, which is where `up` forks the
+    // nats-server child: its parent-death signal is tied to this thread.
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Openapi(args) => openapi::run(&args),
+        Command::Up(args) => up::run(*args, signals::shutdown_token()?).await,
+        Command::Run(RunService::Catalog(args)) => {
+            run::catalog(*args, signals::shutdown_token()?).await
+        }
+        Command::Run(RunService::Gateway(args)) => {
+            run::gateway(*args, signals::shutdown_token()?).await
+        }
+    }
+}
+
+/// One line on stderr, whatever the error chain looks like.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    let line = format!("{err:#}").replace('\n', " ");
+    eprintln!("error: {line}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,238 @@
+//! The command line: every subcommand, flag and environment variable.
+//!
+//! Settings owned by a library (NATS, telemetry, the catalog, the gateway)
+//! are flattened from that library's own `clap::Args`, so a setting is
+//! declared once and reads the same under `jetshop up` and `jetshop run`.
+//! [`parse`] turns any bad value into one `error: ...` line and exit code 2.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
+use jetshop_catalog::CatalogSettings;
+use jetshop_gateway::GatewaySettings;
+use jetshop_platform::config::{NatsSettings, TelemetrySettings};
+
+/// jetshop: an e-commerce backend of services talking over NATS JetStream.
+#[derive(Parser, Debug)]
+#[command(name = "jetshop", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway and every service in one process (starts its own
+    /// nats-server unless --nats-url is given).
+    Up(Box<UpArgs>),
+    /// Run one service on its own, as a container would.
+    #[command(subcommand)]
+    Run(RunService),
+    /// Print (or write) the gateway's OpenAPI 3 spec.
+    Openapi(OpenapiArgs),
+}
+
+/// `jetshop up`.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Use this NATS server instead of starting one.
+    #[arg(long = "nats-url", env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Give up connecting to NATS at start after this long.
+    #[arg(long = "nats-connect-timeout", env = "NATS_CONNECT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub nats_connect_timeout: Duration,
+    /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
+    #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
+    /// The nats-server to start; by default the first one on PATH that is 2.10 or newer.
+    #[arg(long = "nats-server-bin", env = "NATS_SERVER_BIN")]
+    pub nats_server_bin: Option<PathBuf>,
+    /// Also open the started nats-server's monitoring port (http://127.0.0.1:PORT/varz).
+    #[arg(long = "nats-monitor-port", env = "JETSHOP_NATS_MONITOR_PORT")]
+    pub nats_monitor_port: Option<u16>,
+    /// Where the services' SQLite files and the started nats-server's store live.
+    #[arg(long = "data-dir", env = "JETSHOP_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Load the demo catalog (idempotent: safe on every start).
+    #[arg(long = "seed-demo", env = "JETSHOP_SEED_DEMO")]
+    pub seed_demo: bool,
+    /// How long the gateway and each service get to drain on shutdown.
+    #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// The gateway.
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+    /// The catalog service (its database defaults to `<data-dir>/catalog.db`).
+    #[command(flatten)]
+    pub catalog: CatalogSettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// `jetshop run <service>`.
+#[derive(Subcommand, Debug)]
+pub enum RunService {
+    /// The catalog service, with its admin port (healthz, readyz, metrics).
+    Catalog(Box<RunCatalogArgs>),
+    /// The REST gateway (serves its own healthz, readyz and metrics).
+    Gateway(Box<RunGatewayArgs>),
+}
+
+/// `jetshop run catalog`.
+#[derive(clap::Args, Debug)]
+pub struct RunCatalogArgs {
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(
+        long = "admin-addr",
+        env = "JETSHOP_ADMIN_ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_addr: std::net::SocketAddr,
+    /// How long the service gets to drain on shutdown.
+    #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    /// The catalog service.
+    #[command(flatten)]
+    pub catalog: CatalogSettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// `jetshop run gateway`.
+#[derive(clap::Args, Debug)]
+pub struct RunGatewayArgs {
+    /// How long the gateway gets to drain on shutdown.
+    #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    /// The gateway.
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// `jetshop openapi`.
+#[derive(clap::Args, Debug)]
+pub struct OpenapiArgs {
+    /// Write the spec to this file instead of standard output.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The telemetry settings of the chosen subcommand (`openapi` logs nothing).
+    pub fn telemetry(&self) -> Option<&TelemetrySettings> {
+        match &self.command {
+            Command::Up(a) => Some(&a.telemetry),
+            Command::Run(RunService::Catalog(a)) => Some(&a.telemetry),
+            Command::Run(RunService::Gateway(a)) => Some(&a.telemetry),
+            Command::Openapi(_) => None,
+        }
+    }
+}
+
+/// Parse the process arguments and environment. Help and version are
+/// printed as usual; any error becomes one line on stderr and the exit code
+/// to stop with.
+pub fn parse() -> Result<Cli, ExitCode> {
+    parse_from(std::env::args_os())
+}
+
+fn parse_from<I, T>(args: I) -> Result<Cli, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args).map_err(report)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(report)?;
+    if let (Command::Up(up), Some(sub)) = (&mut cli.command, matches.subcommand_matches("up")) {
+        // Under `up` every service keeps its database in the data dir unless
+        // told otherwise; the catalog's own default knows nothing of it.
+        if sub.value_source("database_url") == Some(ValueSource::DefaultValue) {
+            up.catalog.database_url = sqlite_url(&up.data_dir, "catalog");
+        }
+    }
+    Ok(cli)
+}
+
+/// `sqlite://<dir>/<service>.db`.
+pub fn sqlite_url(dir: &std::path::Path, service: &str) -> String {
+    format!("sqlite://{}/{service}.db", dir.display())
+}
+
+/// Print a clap outcome: help and version in full, errors as one line.
+fn report(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(if err.use_stderr() { 2 } else { 0 })
+        }
+        _ => {
+            // clap renders "error: ...", then usage and a tip; the first line says it all.
+            let rendered = err.render().to_string();
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_keeps_the_catalog_database_in_the_data_dir() {
+        let cli = parse_from(["jetshop", "up", "--data-dir", "/tmp/js"]).unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(up.catalog.database_url, "sqlite:///tmp/js/catalog.db");
+        assert!(up.nats_url.is_none() || std::env::var_os("NATS_URL").is_some());
+    }
+
+    #[test]
+    fn an_explicit_database_url_wins() {
+        let cli = parse_from([
+            "jetshop",
+            "up",
+            "--catalog-database-url",
+            "postgres://postgres@127.0.0.1/catalog",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(
+            up.catalog.database_url,
+            "postgres://postgres@127.0.0.1/catalog"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_refused() {
+        assert!(parse_from(["jetshop", "run", "catalog", "--admin-addr", "nope"]).is_err());
+    }
+}
