@@ -1,0 +1,177 @@
+//! Trace context across NATS: the receiving side's span is a child of the
+//! sender's. A separate test binary, because telemetry is process-global.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::{sync::OnceLock, time::Duration};
+
+use jetshop_contracts::Event;
+use jetshop_platform::{
+    config::{ConsumerSettings, TelemetrySettings},
+    consumer::{self, ConsumerSpec, Delivery},
+    envelope::{self, MessageMeta},
+    outbox::{self, Relay},
+    rpc::{RpcClient, RpcService},
+    telemetry::{self, TelemetryGuard},
+};
+use jetshop_testkit::SpanCollector;
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+use opentelemetry_sdk::trace::SpanData;
+use sea_orm::TransactionTrait;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use common::{ECHO_ENDPOINT, ECHO_GROUP, Echo, EchoReply, Nats, TEST_EVENTS, Thing};
+
+/// Telemetry is installed once per process (nextest runs each test in its
+/// own process; `cargo test` runs them side by side in one).
+fn collector() -> SpanCollector {
+    static TELEMETRY: OnceLock<(SpanCollector, TelemetryGuard)> = OnceLock::new();
+    TELEMETRY
+        .get_or_init(|| {
+            let collector = SpanCollector::default();
+            let guard = telemetry::init_with_exporter(
+                &TelemetrySettings::default(),
+                "test",
+                collector.clone(),
+            )
+            .expect("telemetry installs once");
+            (collector, guard)
+        })
+        .0
+        .clone()
+}
+
+fn ids(span: &SpanData) -> (TraceId, SpanId) {
+    (span.span_context.trace_id(), span.span_context.span_id())
+}
+
+/// The finished span called `name` (the tracing name, or `otel.name`).
+async fn finished(collector: &SpanCollector, name: &str) -> SpanData {
+    collector.wait_for(name, |s| s.name == name).await
+}
+
+/// The span starting with `prefix` in `trace`.
+async fn in_trace(collector: &SpanCollector, prefix: &str, trace: TraceId) -> SpanData {
+    collector
+        .wait_for(&format!("{prefix}* in trace {trace}"), |s| {
+            s.name.starts_with(prefix) && s.span_context.trace_id() == trace
+        })
+        .await
+}
+
+#[tokio::test]
+async fn consume_span_is_a_child_of_the_publishing_span() {
+    let collector = collector();
+    let nats = Nats::start().await;
+    let (_test_db, db) = common::database().await;
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(consumer::run(
+        nats.js.clone(),
+        ConsumerSpec {
+            stream: TEST_EVENTS.into(),
+            durable: "test-trace".into(),
+            description: "trace test".into(),
+            filter_subjects: vec![],
+        },
+        ConsumerSettings {
+            ack_wait: Duration::from_secs(5),
+            ..Default::default()
+        },
+        |d: Delivery| async move {
+            d.decode::<Thing>()?;
+            Ok(())
+        },
+        shutdown.clone(),
+    ));
+
+    // Published directly from inside a span.
+    let thing = Thing {
+        n: 1,
+        note: "direct".into(),
+    };
+    envelope::publish(
+        &nats.js,
+        Thing::SUBJECT,
+        &envelope::new_message_id().to_string(),
+        &thing,
+        &MessageMeta::default(),
+    )
+    .instrument(tracing::info_span!("test publish"))
+    .await
+    .unwrap();
+    let (trace, publisher) = ids(&finished(&collector, "test publish").await);
+    let consume = in_trace(&collector, "consume ", trace).await;
+    assert_eq!(consume.name, format!("consume {}", Thing::SUBJECT));
+    assert_eq!(consume.parent_span_id, publisher);
+    assert_eq!(consume.span_kind, SpanKind::Consumer);
+
+    // Enqueued in the outbox inside a span, published later by the relay
+    // outside of it: the trace context travels through the outbox row.
+    async {
+        let txn = db.begin().await.unwrap();
+        outbox::enqueue(
+            &txn,
+            &Thing {
+                n: 2,
+                note: "outbox".into(),
+            },
+            &MessageMeta::default(),
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    }
+    .instrument(tracing::info_span!("test enqueue"))
+    .await;
+    let (trace, enqueuer) = ids(&finished(&collector, "test enqueue").await);
+    let relay = Relay::new(db.clone(), nats.js.clone(), "test");
+    assert_eq!(relay.publish_batch().await.unwrap(), 1);
+    let consume = in_trace(&collector, "consume ", trace).await;
+    assert_eq!(consume.parent_span_id, enqueuer);
+
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn rpc_server_span_is_a_child_of_the_client_span() {
+    let collector = collector();
+    let nats = Nats::start().await;
+    let mut service = RpcService::start(&nats.client, "echo", "1.0.0", "echo")
+        .await
+        .unwrap();
+    service
+        .endpoint::<Echo, _, _>(ECHO_GROUP, ECHO_ENDPOINT, |req: Echo, _meta| async move {
+            Ok(EchoReply { text: req.text })
+        })
+        .await
+        .unwrap();
+    let rpc = RpcClient::new(nats.client.clone(), Duration::from_secs(2), 0);
+
+    let reply = rpc
+        .call(
+            &Echo {
+                text: "traced".into(),
+                delay_ms: 0,
+                fail: false,
+            },
+            &MessageMeta::default(),
+        )
+        .instrument(tracing::info_span!("test caller"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text, "traced");
+
+    let (trace, caller) = ids(&finished(&collector, "test caller").await);
+    let client = in_trace(&collector, "call ", trace).await;
+    assert_eq!(client.name, "call test.rpc.echo.say");
+    assert_eq!(client.parent_span_id, caller);
+    assert_eq!(client.span_kind, SpanKind::Client);
+    let server = in_trace(&collector, "rpc ", trace).await;
+    assert_eq!(server.name, "rpc test.rpc.echo.say");
+    assert_eq!(server.parent_span_id, client.span_context.span_id());
+    assert_eq!(server.span_kind, SpanKind::Server);
+    service.stop().await;
+}
