@@ -15,7 +15,7 @@ use std::sync::Arc;
 use jetshop_contracts::ErrorCode;
 use jetshop_platform::rpc::CallError;
 use poem::{
-    Endpoint, IntoResponse, Request, Response,
+    Endpoint, IntoResponse, PathPattern, Request, Response,
     error::{MethodNotAllowedError, NotFoundError, ResponseError},
     http::{HeaderValue, StatusCode, header},
 };
@@ -27,7 +27,7 @@ use poem_openapi::{
     types::ToJSON,
 };
 
-use crate::Error;
+use crate::{Error, route};
 
 /// The media type of every error body.
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -122,7 +122,7 @@ impl Problem {
                 "invalid-request",
                 "Invalid request",
             )
-            .detail(format!("invalid parameter `{name}`: {reason}"));
+            .detail("a request parameter is invalid; `errors` says which and why");
             p.errors = Some(vec![InvalidParam {
                 name: name.to_owned(),
                 reason: reason.to_owned(),
@@ -272,9 +272,17 @@ impl ApiResponse for Error {
 }
 
 /// Turn an error into its problem response, keeping what the routers
-/// attached to it (the matched path pattern, for metrics).
-pub fn respond(err: poem::Error, instance: &str) -> Response {
-    let problem = Problem::from_poem(&err).at(instance);
+/// attached to it (the matched path pattern, for metrics). `pattern` is the
+/// route the request matched, to name path parameters as documented.
+pub fn respond(err: poem::Error, instance: &str, pattern: Option<&PathPattern>) -> Response {
+    let mut problem = Problem::from_poem(&err).at(instance);
+    if let (Some(pattern), Some(errors)) = (pattern, problem.errors.as_mut()) {
+        for e in errors {
+            if let Some(name) = route::param_name(&pattern.0, &e.name) {
+                e.name = name.to_owned();
+            }
+        }
+    }
     if problem.status >= 500 {
         tracing::warn!(error = %err, status = problem.status, "answering with a server error");
     }
@@ -319,6 +327,7 @@ async fn from_plain(mut resp: Response, instance: &str) -> Response {
 /// Middleware (for `around`): answer every error as a problem.
 pub async fn catch<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let instance = req.original_uri().path().to_owned();
+    let pattern = req.data::<PathPattern>().cloned();
     match ep.call(req).await {
         Ok(resp) => {
             let resp = resp.into_response();
@@ -328,7 +337,7 @@ pub async fn catch<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respon
                 resp
             })
         }
-        Err(err) => Ok(respond(err, &instance)),
+        Err(err) => Ok(respond(err, &instance, pattern.as_ref())),
     }
 }
 

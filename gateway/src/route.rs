@@ -1,17 +1,90 @@
-//! The route template a response was served by (`/v1/products/{id}`, never
-//! the raw path), for metric labels and span names with bounded cardinality.
+//! Route templates as the OpenAPI document names them (`/v1/products/{id}`,
+//! never the raw path), for metric labels, span names and error messages.
+//!
+//! poem-openapi routes `/v1/products/{id}` internally as
+//! `/v1/products/:param0`; the table here, built from the operations'
+//! metadata, maps such patterns back to the documented path and parameter
+//! names.
+
+use std::sync::OnceLock;
 
 use poem::{PathPattern, Response};
+use poem_openapi::OpenApi;
 
 /// Label for requests no route matched.
 pub const UNMATCHED: &str = "unmatched";
 
-/// The innermost matched path pattern, in OpenAPI syntax (`{id}` rather
-/// than Poem's `:id`), or [`UNMATCHED`].
+/// One documented path and how poem-openapi routes it.
+#[derive(Debug)]
+struct Template {
+    /// Poem's pattern: `/v1/products/:param0`.
+    poem: String,
+    /// The documented path: `/v1/products/{id}`.
+    openapi: String,
+    /// The documented names of the path parameters, in order.
+    params: Vec<String>,
+}
+
+impl Template {
+    fn from_openapi(path: &str) -> Self {
+        let mut params = Vec::new();
+        let poem = path
+            .split('/')
+            .map(
+                |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => {
+                        params.push(name.to_owned());
+                        format!(":param{}", params.len() - 1)
+                    }
+                    None => seg.to_owned(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("/");
+        Self {
+            poem,
+            openapi: path.to_owned(),
+            params,
+        }
+    }
+}
+
+fn templates() -> &'static [Template] {
+    static TABLE: OnceLock<Vec<Template>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        <crate::spec::Api as OpenApi>::meta()
+            .into_iter()
+            .flat_map(|api| api.paths)
+            .map(|p| Template::from_openapi(&p.path))
+            .collect()
+    })
+}
+
+fn find(pattern: &str) -> Option<&'static Template> {
+    templates().iter().find(|t| t.poem == pattern)
+}
+
+/// The documented route of a matched Poem pattern; other patterns in
+/// OpenAPI syntax (`:x` becomes `{x}`).
+pub fn documented(pattern: &str) -> String {
+    match find(pattern) {
+        Some(t) => t.openapi.clone(),
+        None => openapi_syntax(pattern),
+    }
+}
+
+/// The documented name of poem-openapi's internal path parameter
+/// `internal` (`param0`) in the route matched by `pattern`.
+pub fn param_name(pattern: &str, internal: &str) -> Option<&'static str> {
+    let index: usize = internal.strip_prefix("param")?.parse().ok()?;
+    find(pattern)?.params.get(index).map(String::as_str)
+}
+
+/// The route a response was served by, or [`UNMATCHED`].
 pub fn template(resp: &Response) -> String {
     resp.data::<PathPattern>()
-        .map(|p| openapi_syntax(&p.0))
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.0.is_empty())
+        .map(|p| documented(&p.0))
         .unwrap_or_else(|| UNMATCHED.to_owned())
 }
 
@@ -33,16 +106,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn poem_params_become_openapi_params() {
-        assert_eq!(openapi_syntax("/v1/products/:id"), "/v1/products/{id}");
-        assert_eq!(openapi_syntax("/healthz"), "/healthz");
+    fn internal_patterns_map_to_documented_paths() {
+        assert_eq!(documented("/v1/products/:param0"), "/v1/products/{id}");
+        assert_eq!(documented("/v1/products"), "/v1/products");
+        assert_eq!(documented("/other/:x"), "/other/{x}");
+        assert_eq!(param_name("/v1/products/:param0", "param0"), Some("id"));
+        assert_eq!(param_name("/v1/products/:param0", "param1"), None);
+        assert_eq!(param_name("/v1/products", "limit"), None);
     }
 
     #[test]
     fn responses_without_a_pattern_are_unmatched() {
         assert_eq!(template(&Response::default()), UNMATCHED);
         let mut resp = Response::default();
-        resp.set_data(PathPattern(Arc::from("/v1/products/:id")));
+        resp.set_data(PathPattern(Arc::from("/v1/products/:param0")));
         assert_eq!(template(&resp), "/v1/products/{id}");
     }
 }

@@ -19,8 +19,11 @@ response carries `X-Request-Id`: the caller's own when it sent a sane one \
 (up to 128 visible ASCII characters), a new UUIDv7 otherwise. A 503 carries \
 `Retry-After`.";
 
+/// Every operation of the API.
+pub type Api = ProductsApi;
+
 /// The OpenAPI service: every operation of the API.
-pub fn service() -> OpenApiService<ProductsApi, ()> {
+pub fn service() -> OpenApiService<Api, ()> {
     OpenApiService::new(ProductsApi, "jetshop", env!("CARGO_PKG_VERSION"))
         .description(DESCRIPTION)
         .extra_request_header::<Option<String>, _>(

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use opentelemetry::propagation::Extractor;
+use opentelemetry::{propagation::Extractor, trace::TraceContextExt};
 use poem::{Endpoint, IntoResponse, Request, Response, http::HeaderMap};
 use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{request_id::RequestId, route};
 
@@ -47,7 +48,11 @@ pub async fn http_span<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
     };
     let route = route::template(&resp);
     let status = resp.status();
-    span.record("otel.name", format!("{method} {route}"));
+    let name = format!("{method} {route}");
+    // The OTel span has started by now (its context went into NATS
+    // headers), so rename it directly; `otel.name` serves other layers.
+    span.record("otel.name", name.as_str());
+    span.context().span().update_name(name);
     span.record("route", route.as_str());
     span.record("status", status.as_u16());
     if status.is_server_error() {
