@@ -270,29 +270,35 @@ impl Runner {
             .await;
         metrics::histogram!(m::CONSUMER_DURATION, "consumer" => durable.clone())
             .record(started.elapsed().as_secs_f64());
-        let _enter = span.enter();
-        match result {
-            Ok(()) => {
-                if let Err(err) = msg.double_ack().await {
-                    // The effect is committed; a redelivery is skipped by the inbox.
-                    tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+        // Instrumented, not entered: a guard held across the awaits below
+        // would leave the span entered on this thread while the task is
+        // parked, and other tasks polled meanwhile would run inside it.
+        async {
+            match result {
+                Ok(()) => {
+                    if let Err(err) = msg.double_ack().await {
+                        // The effect is committed; a redelivery is skipped by the inbox.
+                        tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+                    }
+                }
+                Err(HandlerError::Transient(reason)) if delivered < self.settings.max_deliver => {
+                    let delay = jittered(self.settings.delay_after(delivered));
+                    tracing::warn!(%reason, delivered, retry_in = ?delay, "handler failed; retrying");
+                    let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+                Err(err) => {
+                    let reason = match &err {
+                        HandlerError::Transient(r) => {
+                            format!("gave up after {delivered} deliveries: {r}")
+                        }
+                        HandlerError::Permanent(r) => r.clone(),
+                    };
+                    self.dead_letter(&msg, &delivery, &reason).await;
                 }
             }
-            Err(HandlerError::Transient(reason)) if delivered < self.settings.max_deliver => {
-                let delay = jittered(self.settings.delay_after(delivered));
-                tracing::warn!(%reason, delivered, retry_in = ?delay, "handler failed; retrying");
-                let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
-            }
-            Err(err) => {
-                let reason = match &err {
-                    HandlerError::Transient(r) => {
-                        format!("gave up after {delivered} deliveries: {r}")
-                    }
-                    HandlerError::Permanent(r) => r.clone(),
-                };
-                self.dead_letter(&msg, &delivery, &reason).await;
-            }
         }
+        .instrument(span)
+        .await;
     }
 
     /// Run the handler while telling the server every third of `ack_wait`

@@ -154,38 +154,42 @@ where
     }
     .instrument(span.clone())
     .await;
-    let _enter = span.enter();
-    let status = match outcome {
-        Ok((encoding, body)) => {
-            let mut h = HeaderMap::new();
-            h.insert(headers::CONTENT_TYPE, encoding.content_type());
-            h.insert(headers::TYPE, R::Reply::TYPE);
-            if let Err(err) = request.respond_with_headers(Ok(body.into()), h).await {
-                tracing::warn!(error = %err, "cannot send reply");
+    // Instrumented, not entered: see the consumer runner.
+    let status = async {
+        match outcome {
+            Ok((encoding, body)) => {
+                let mut h = HeaderMap::new();
+                h.insert(headers::CONTENT_TYPE, encoding.content_type());
+                h.insert(headers::TYPE, R::Reply::TYPE);
+                if let Err(err) = request.respond_with_headers(Ok(body.into()), h).await {
+                    tracing::warn!(error = %err, "cannot send reply");
+                }
+                "ok"
             }
-            "ok"
+            Err((_, err)) => {
+                if err.code == ErrorCode::Internal {
+                    tracing::error!(error = %err.message, "rpc failed");
+                } else {
+                    tracing::debug!(error = %err.message, "rpc refused");
+                }
+                let mut h = HeaderMap::new();
+                h.insert(
+                    ERROR_HEADER,
+                    serde_json::to_string(&err).unwrap_or_default().as_str(),
+                );
+                let micro = service::error::Error {
+                    status: header_safe(&err.message),
+                    code: usize::from(err.code.status()),
+                };
+                if let Err(e) = request.respond_with_headers(Err(micro), h).await {
+                    tracing::warn!(error = %e, "cannot send error reply");
+                }
+                error_label(err.code)
+            }
         }
-        Err((_, err)) => {
-            if err.code == ErrorCode::Internal {
-                tracing::error!(error = %err.message, "rpc failed");
-            } else {
-                tracing::debug!(error = %err.message, "rpc refused");
-            }
-            let mut h = HeaderMap::new();
-            h.insert(
-                ERROR_HEADER,
-                serde_json::to_string(&err).unwrap_or_default().as_str(),
-            );
-            let micro = service::error::Error {
-                status: header_safe(&err.message),
-                code: usize::from(err.code.status()),
-            };
-            if let Err(e) = request.respond_with_headers(Err(micro), h).await {
-                tracing::warn!(error = %e, "cannot send error reply");
-            }
-            error_label(err.code)
-        }
-    };
+    }
+    .instrument(span)
+    .await;
     metrics::counter!(m::RPC_REQUESTS, "endpoint" => subject.to_owned(), "outcome" => status)
         .increment(1);
     metrics::histogram!(m::RPC_DURATION, "endpoint" => subject.to_owned())
