@@ -175,3 +175,104 @@ async fn rpc_server_span_is_a_child_of_the_client_span() {
     assert_eq!(server.span_kind, SpanKind::Server);
     service.stop().await;
 }
+
+/// A span entered across an `.await` stays entered on the thread while the
+/// task is parked, and every other task polled there meanwhile would run
+/// inside it. Spans made by an unrelated task must stay roots.
+#[tokio::test]
+async fn consume_and_rpc_spans_do_not_leak_into_other_tasks() {
+    let collector = collector();
+    let nats = Nats::start().await;
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(consumer::run(
+        nats.js.clone(),
+        ConsumerSpec {
+            stream: TEST_EVENTS.into(),
+            durable: "test-leak".into(),
+            description: "trace test".into(),
+            filter_subjects: vec![],
+        },
+        ConsumerSettings {
+            ack_wait: Duration::from_secs(5),
+            ..Default::default()
+        },
+        |_d: Delivery| async move { Ok(()) },
+        shutdown.clone(),
+    ));
+    let mut service = RpcService::start(&nats.client, "echo", "1.0.0", "echo")
+        .await
+        .unwrap();
+    service
+        .endpoint::<Echo, _, _>(ECHO_GROUP, ECHO_ENDPOINT, |req: Echo, _meta| async move {
+            Ok(EchoReply { text: req.text })
+        })
+        .await
+        .unwrap();
+
+    // A bystander task that keeps making spans while the runtime's single
+    // thread also serves the consumer and the service.
+    let stop = CancellationToken::new();
+    let bystander = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.is_cancelled() {
+                drop(tracing::info_span!("bystander").entered());
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let rpc = RpcClient::new(nats.client.clone(), Duration::from_secs(2), 0);
+    for n in 0..30 {
+        envelope::publish(
+            &nats.js,
+            Thing::SUBJECT,
+            &envelope::new_message_id().to_string(),
+            &Thing {
+                n,
+                note: "leak".into(),
+            },
+            &MessageMeta::default(),
+        )
+        .await
+        .unwrap();
+        let echo = Echo {
+            text: n.to_string(),
+            delay_ms: 0,
+            fail: false,
+        };
+        rpc.call(&echo, &MessageMeta::default()).await.unwrap();
+    }
+    let stream = nats.js.get_stream(TEST_EVENTS).await.unwrap();
+    jetshop_testkit::eventually("all consumed", Duration::from_secs(10), || {
+        let stream = stream.clone();
+        async move {
+            let info = stream.consumer_info("test-leak").await.ok()?;
+            (info.ack_floor.stream_sequence >= 30).then_some(())
+        }
+    })
+    .await;
+    stop.cancel();
+    bystander.await.unwrap();
+
+    let spans = collector.spans();
+    let owners: std::collections::HashSet<SpanId> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("consume ") || s.name.starts_with("rpc "))
+        .map(|s| s.span_context.span_id())
+        .collect();
+    let bystanders: Vec<&SpanData> = spans.iter().filter(|s| s.name == "bystander").collect();
+    assert!(bystanders.len() > 30, "the bystander ran");
+    let leaked = bystanders
+        .iter()
+        .filter(|s| owners.contains(&s.parent_span_id))
+        .count();
+    assert_eq!(
+        leaked,
+        0,
+        "{leaked} of {} bystander spans were made inside a consume or rpc span",
+        bystanders.len()
+    );
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    service.stop().await;
+}

@@ -502,3 +502,113 @@ async fn inbox_makes_a_redelivery_harmless() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn handlers_run_in_parallel_up_to_the_concurrency_limit() {
+    let nats = Nats::start().await;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let log = Log::default();
+    let handler = {
+        let (in_flight, peak, log) = (in_flight.clone(), peak.clone(), log.clone());
+        move |d: Delivery| {
+            let (in_flight, peak, log) = (in_flight.clone(), peak.clone(), log.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                log.record(&d);
+                Ok(())
+            }
+        }
+    };
+    let cfg = ConsumerSettings {
+        concurrency: 3,
+        ..settings(5, &[200], Duration::from_secs(2))
+    };
+    for n in 0..9 {
+        publish_thing(&nats, n).await;
+    }
+    let started = Instant::now();
+    let (shutdown, task) = start(&nats, "test-parallel", cfg, handler);
+    log.wait_for(9).await;
+    let took = started.elapsed();
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+    // Three rounds of three, not nine one after the other.
+    assert!(took < Duration::from_millis(2400), "took {took:?}");
+    wait_all_acked(&nats, "test-parallel", 9).await;
+    let mut seqs: Vec<u64> = log.entries().iter().map(|e| e.2).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn consumer_resumes_after_a_broker_restart() {
+    let mut nats = Nats::start().await;
+    // The production connection: reconnects forever.
+    let client = jetshop_platform::nats::connect(
+        &jetshop_platform::config::NatsSettings::for_url(nats.server.url()),
+        "restart-test",
+    )
+    .await
+    .unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                Ok(())
+            }
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        js.clone(),
+        spec("test-restart"),
+        settings(5, &[200], Duration::from_secs(2)),
+        handler,
+        shutdown.clone(),
+    ));
+    publish_thing(&nats, 1).await;
+    log.wait_for(1).await;
+
+    nats.server.restart();
+    eventually("the client reconnects", Duration::from_secs(10), || {
+        let state = client.connection_state();
+        async move { (state == async_nats::connection::State::Connected).then_some(()) }
+    })
+    .await;
+    let js2 = async_nats::jetstream::new(nats.server.client().await);
+    let seq = envelope::publish(
+        &js2,
+        Thing::SUBJECT,
+        &envelope::new_message_id().to_string(),
+        &Thing {
+            n: 2,
+            note: "after restart".into(),
+        },
+        &MessageMeta::default(),
+    )
+    .await
+    .unwrap();
+    // (The first message may come again: an ack in flight when the broker
+    // was killed is lost, and the inbox is there for that.)
+    eventually(
+        "delivery after the restart",
+        Duration::from_secs(20),
+        || {
+            let entries = log.entries();
+            async move { entries.iter().any(|e| e.2 == seq).then_some(()) }
+        },
+    )
+    .await;
+    assert!(!task.is_finished());
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
