@@ -286,7 +286,12 @@ pub fn respond(err: poem::Error, instance: &str, pattern: Option<&PathPattern>) 
     if problem.status >= 500 {
         tracing::warn!(error = %err, status = problem.status, "answering with a server error");
     }
-    with_extensions_of(problem.into_response(), err.into_response())
+    let no_route = err.is::<NotFoundError>();
+    let mut resp = with_extensions_of(problem.into_response(), err.into_response());
+    if no_route {
+        unmatched(&mut resp);
+    }
+    resp
 }
 
 fn with_extensions_of(mut new: Response, mut old: Response) -> Response {
@@ -321,7 +326,18 @@ async fn from_plain(mut resp: Response, instance: &str) -> Response {
     {
         problem.detail = Some(text.to_owned());
     }
-    with_extensions_of(problem.into_response(), resp)
+    let mut out = with_extensions_of(problem.into_response(), resp);
+    if status == StatusCode::NOT_FOUND {
+        // A plain 404 comes from a router that found nothing to serve.
+        unmatched(&mut out);
+    }
+    out
+}
+
+/// Forget the pattern of a response no route served: what a router leaves
+/// on its "not found" is only the prefix of the nest it sits in.
+fn unmatched(resp: &mut Response) {
+    resp.extensions_mut().remove::<PathPattern>();
 }
 
 /// Middleware (for `around`): answer every error as a problem.

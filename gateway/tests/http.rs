@@ -444,12 +444,18 @@ async fn exposes_http_metrics_by_route_template() -> Result<()> {
     let stack = Stack::start(false).await;
     stack.get(&format!("/v1/products/{}", Uuid::new_v4())).await;
     stack.get("/v1/products/not-a-uuid").await;
+    for path in ["/nope", "/v1/nope", "/docs", "/docs/oauth-receiver.html"] {
+        stack.get(path).await;
+    }
     let resp = stack.get("/metrics").await;
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await?;
     assert!(text.contains("jetshop_http_requests_total"), "{text}");
     assert!(text.contains("jetshop_http_request_duration_seconds"));
     assert!(text.contains(r#"route="/v1/products/{id}""#), "{text}");
+    let unmatched = r#"jetshop_http_requests_total{method="GET",route="unmatched",status="404"} 2"#;
+    assert!(text.contains(unmatched), "{text}");
+    assert!(!text.contains(r#"route="/v1""#), "{text}");
     assert!(!text.contains("not-a-uuid"), "raw paths leak into labels");
     Ok(())
 }
