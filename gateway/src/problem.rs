@@ -74,23 +74,24 @@ pub struct InvalidParam {
 impl Problem {
     /// A problem of kind `slug` (`urn:jetshop:problem:<slug>`).
     fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+        Self::of_type(status, format!("urn:jetshop:problem:{slug}"), title)
+    }
+
+    /// A problem that only has a status (`about:blank`, title = reason phrase).
+    pub fn from_status(status: StatusCode) -> Self {
+        let title = status.canonical_reason().unwrap_or("Error");
+        Self::of_type(status, ABOUT_BLANK.to_owned(), title)
+    }
+
+    fn of_type(status: StatusCode, problem_type: String, title: &str) -> Self {
         Self {
-            problem_type: format!("urn:jetshop:problem:{slug}"),
+            problem_type,
             title: title.to_owned(),
             status: status.as_u16(),
             detail: None,
             instance: None,
             errors: None,
             retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS),
-        }
-    }
-
-    /// A problem that only has a status (`about:blank`, title = reason phrase).
-    pub fn from_status(status: StatusCode) -> Self {
-        Self {
-            problem_type: ABOUT_BLANK.to_owned(),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            ..Self::new(status, "", "")
         }
     }
 

@@ -62,6 +62,7 @@ struct Stack {
     base: String,
     http: reqwest::Client,
     stop: CancellationToken,
+    gateway: Option<JoinHandle<Result<(), jetshop_gateway::Error>>>,
 }
 
 impl Drop for Stack {
@@ -88,7 +89,7 @@ impl Stack {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let stop = CancellationToken::new();
-        tokio::spawn(run(
+        let gateway = tokio::spawn(run(
             GatewaySettings::for_addr(addr),
             rt.clone(),
             stop.clone(),
@@ -100,6 +101,7 @@ impl Stack {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             stop,
+            gateway: Some(gateway),
         };
         eventually("the gateway to listen", WAIT, || async {
             stack.http.get(stack.url("/healthz")).send().await.ok()
@@ -457,6 +459,32 @@ async fn exposes_http_metrics_by_route_template() -> Result<()> {
     assert!(text.contains(unmatched), "{text}");
     assert!(!text.contains(r#"route="/v1""#), "{text}");
     assert!(!text.contains("not-a-uuid"), "raw paths leak into labels");
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_stops_on_shutdown_and_refuses_a_taken_port() -> Result<()> {
+    let mut stack = Stack::start(false).await;
+    // The same address is taken now: a second gateway fails with a clear error.
+    let addr: SocketAddr = stack.base.trim_start_matches("http://").parse()?;
+    let err = run(
+        GatewaySettings::for_addr(addr),
+        stack.rt.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("the port is taken");
+    assert!(matches!(err, jetshop_gateway::Error::Bind { .. }), "{err}");
+
+    stack.stop.cancel();
+    let gateway = stack.gateway.take().context("gateway task")?;
+    tokio::time::timeout(WAIT, gateway)
+        .await??
+        .context("run returns Ok")?;
+    ensure!(
+        stack.http.get(stack.url("/healthz")).send().await.is_err(),
+        "still serving after shutdown"
+    );
     Ok(())
 }
 
