@@ -30,6 +30,8 @@ pub enum Command {
     /// Run one service on its own, as a container would.
     #[command(subcommand)]
     Run(RunService),
+    /// Send the demo catalog to a running catalog service (idempotent).
+    Seed(SeedArgs),
     /// Print (or write) the gateway's OpenAPI 3 spec.
     Openapi(OpenapiArgs),
 }
@@ -122,6 +124,17 @@ pub struct RunGatewayArgs {
     pub telemetry: TelemetrySettings,
 }
 
+/// `jetshop seed`.
+#[derive(clap::Args, Debug)]
+pub struct SeedArgs {
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
+}
+
 /// `jetshop openapi`.
 #[derive(clap::Args, Debug)]
 pub struct OpenapiArgs {
@@ -137,6 +150,7 @@ impl Cli {
             Command::Up(a) => Some(&a.telemetry),
             Command::Run(RunService::Catalog(a)) => Some(&a.telemetry),
             Command::Run(RunService::Gateway(a)) => Some(&a.telemetry),
+            Command::Seed(a) => Some(&a.telemetry),
             Command::Openapi(_) => None,
         }
     }

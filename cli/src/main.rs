@@ -1,10 +1,10 @@
-//! `jetshop`: run the whole system (`up`), one service (`run`), or print
-//! the API spec (`openapi`).
+//! `jetshop`: run the whole system (`up`), one service (`run`), load the
+//! demo catalog (`seed`), or print the API spec (`openapi`).
 //!
 //! - [`args`]: the command line, flags and environment variables.
 //! - [`up`]: everything in one process, with an embedded [`nats_child`].
 //! - [`run`]: one service per process, as in a container.
-//! - [`seed`]: the demo catalog.
+//! - [`seed`]: the demo catalog, under `up --seed-demo` or on its own.
 //! - [`supervisor`]: start parts side by side, stop them in order.
 //! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token.
 //! - [`openapi`]: the gateway's spec.
@@ -55,6 +55,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Openapi(args) => openapi::run(&args),
+        Command::Seed(args) => seed::run(args, signals::shutdown_token()?).await,
         Command::Up(args) => up::run(*args, signals::shutdown_token()?).await,
         Command::Run(RunService::Catalog(args)) => {
             run::catalog(*args, signals::shutdown_token()?).await

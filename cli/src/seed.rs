@@ -15,6 +15,8 @@ use jetshop_platform::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::args::SeedArgs;
+
 /// How long to wait for the catalog to provision its commands stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -46,6 +48,20 @@ pub async fn demo_catalog(rt: &Runtime, stop: &CancellationToken) -> anyhow::Res
         send_command(&js, &product.id.to_string(), product, &meta).await?;
     }
     Ok(products.len())
+}
+
+/// `jetshop seed`: connect, send the demo catalog, exit.
+pub async fn run(args: SeedArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(nats = ?args.nats, "jetshop seed: effective configuration");
+    let client = tokio::select! {
+        client = jetshop_platform::nats::connect(&args.nats, "jetshop-seed") => client?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    let rt = Runtime::new(client.clone(), args.nats.replicas);
+    let sent = demo_catalog(&rt, &shutdown).await?;
+    client.flush().await?;
+    println!("sent {sent} demo products to the catalog service");
+    Ok(())
 }
 
 /// Seed in the background, logging the outcome; never fails the process.
