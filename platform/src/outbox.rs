@@ -187,8 +187,14 @@ impl Relay {
                 }
             }
         }
-        if let Err(err) = tokio::time::timeout(Duration::from_secs(5), self.publish_batch()).await {
-            tracing::warn!(error = %err, "outbox final flush timed out");
+        match tokio::time::timeout(Duration::from_secs(5), self.publish_batch()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "outbox final flush failed; events wait for the next start")
+            }
+            Err(_) => {
+                tracing::warn!("outbox final flush timed out; events wait for the next start")
+            }
         }
     }
 
