@@ -49,12 +49,12 @@ clippy: ## lint, warnings are errors
 test: nats-server nextest ## fmt check, clippy, every test on SQLite, database suites again on PostgreSQL
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(NATS_SERVER) $(CARGO) nextest run --workspace
+	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
 	  echo "PostgreSQL is not reachable at 127.0.0.1:5432; start it (see .ci/run) or run SQLite only with: cargo nextest run --workspace" >&2; \
 	  exit 1; \
 	fi
-	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run $(PG_SUITES)
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast $(PG_SUITES)
 
 .PHONY: bench
 bench: nats-server ## gateway vs a bare Poem handler under wrk; results in loadtests/results/
