@@ -265,7 +265,7 @@ impl Runner {
         };
         let started = std::time::Instant::now();
         let result = self
-            .with_progress(&msg, handler(delivery.clone()))
+            .with_progress(&msg, guard_panics(handler(delivery.clone())))
             .instrument(span.clone())
             .await;
         metrics::histogram!(m::CONSUMER_DURATION, "consumer" => durable.clone())
@@ -369,6 +369,33 @@ impl Runner {
             }
         }
     }
+}
+
+/// A panicking handler is a failed attempt like any other: retried, then
+/// dead-lettered, instead of leaving its message unacknowledged until the
+/// server gives up on it silently.
+async fn guard_panics<Fut: Future<Output = Result<(), HandlerError>>>(
+    fut: Fut,
+) -> Result<(), HandlerError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(HandlerError::Transient(format!(
+                "handler panicked: {}",
+                panic_message(&panic)
+            )))
+        })
+}
+
+/// The text of a panic payload, when it has one.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// Up to 20% extra, so retries of many messages do not arrive in lockstep.

@@ -146,7 +146,18 @@ where
                 RpcError::bad_request(format!("malformed {} request: {e}", R::TYPE)),
             )
         })?;
-        let reply = handler(req, meta).await.map_err(|e| (encoding, e))?;
+        // A panicking handler still answers, with an internal error, instead
+        // of leaving the caller to time out.
+        let reply =
+            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handler(req, meta)))
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(RpcError::internal(format!(
+                        "handler panicked: {}",
+                        crate::consumer::panic_message(&panic)
+                    )))
+                })
+                .map_err(|e| (encoding, e))?;
         let body = encoding
             .encode(&reply)
             .map_err(|e| (encoding, RpcError::internal(e.to_string())))?;

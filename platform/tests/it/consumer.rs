@@ -612,3 +612,38 @@ async fn consumer_resumes_after_a_broker_restart() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_panicking_handler_is_retried_then_dead_lettered() {
+    let nats = Nats::start().await;
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                panic!("bug in handler");
+            }
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-panic",
+        settings(2, &[100], Duration::from_secs(2)),
+        handler,
+    );
+    let (_, seq) = publish_thing(&nats, 9).await;
+
+    let letter = dead_letter(&nats, "test-panic").await;
+    let reason = header(&letter.headers, headers::dlq::REASON);
+    assert!(
+        reason.contains("handler panicked: bug in handler"),
+        "{reason}"
+    );
+    assert_eq!(header(&letter.headers, headers::dlq::DELIVERIES), "2");
+    wait_all_acked(&nats, "test-panic", seq).await;
+    assert_eq!(log.len(), 2);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -324,3 +324,36 @@ async fn retries_reach_a_service_that_comes_up_late() {
     assert_eq!(reply.text, "hello");
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_still_answers_with_an_internal_error() {
+    let nats = Nats::start().await;
+    let mut service = RpcService::start(&nats.client, "panicky", "0.1.0", "panics")
+        .await
+        .unwrap();
+    service
+        .endpoint::<Echo, _, _>(ECHO_GROUP, ECHO_ENDPOINT, |_req: Echo, _meta| async {
+            if true {
+                panic!("bug in endpoint");
+            }
+            Ok(EchoReply {
+                text: String::new(),
+            })
+        })
+        .await
+        .unwrap();
+    let rpc = RpcClient::new(nats.client.clone(), Duration::from_secs(2), 0);
+    match rpc.call(&hello(), &MessageMeta::default()).await {
+        Err(CallError::Remote(e)) => {
+            assert_eq!(e.code, ErrorCode::Internal);
+            assert!(e.message.contains("bug in endpoint"), "{}", e.message);
+        }
+        other => panic!("expected an internal error reply, got {other:?}"),
+    }
+    // And the endpoint keeps serving.
+    assert!(matches!(
+        rpc.call(&hello(), &MessageMeta::default()).await,
+        Err(CallError::Remote(_))
+    ));
+    service.stop().await;
+}
