@@ -210,6 +210,7 @@ where
             while tasks.try_join_next().is_some() {}
         }
     }
+    while tasks.try_join_next().is_some() {}
     tracing::info!(consumer = %ctx.spec.durable, in_flight = tasks.len(), "consumer stopping; finishing in-flight messages");
     while tasks.join_next().await.is_some() {}
     Ok(())

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_nats::{
-    Client, ConnectOptions,
+    Client, ConnectOptions, ServerAddr,
     jetstream::{
         self,
         stream::{Config as StreamConfig, RetentionPolicy, StorageType},
@@ -23,6 +23,7 @@ const MIN_VERSION: (u64, u64) = (2, 10);
 
 /// Connect, retrying until the configured timeout, and refuse an old server.
 pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Client, Error> {
+    let servers = server_addrs(&settings.url)?;
     let deadline = tokio::time::Instant::now() + settings.connect_timeout;
     let mut delay = Duration::from_millis(100);
     let client = loop {
@@ -40,7 +41,7 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Clien
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             });
-        match options.connect(settings.url.as_str()).await {
+        match options.connect(servers.clone()).await {
             Ok(client) => break client,
             Err(source) if tokio::time::Instant::now() + delay >= deadline => {
                 return Err(Error::Connect {
@@ -58,6 +59,28 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Clien
     };
     check_version(&client.server_info().version)?;
     Ok(client)
+}
+
+/// Parse a comma-separated list of server URLs. A malformed URL is a
+/// configuration error, reported at once rather than retried.
+pub fn server_addrs(urls: &str) -> Result<Vec<ServerAddr>, Error> {
+    let addrs = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<ServerAddr>().map_err(|e| {
+                Error::Config(format!(
+                    "--nats-url {:?}: {e}",
+                    crate::config::redact_url(u)
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(Error::Config("--nats-url names no server".into()));
+    }
+    Ok(addrs)
 }
 
 /// Capped exponential backoff with a little jitter so replicas do not
@@ -152,6 +175,21 @@ pub async fn provision_streams(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_lists_are_parsed_and_bad_urls_refused_at_once() {
+        assert_eq!(
+            server_addrs("nats://a:4222, nats://b:4223,nats://c:4224")
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(matches!(
+            server_addrs("nats://a:notaport"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(server_addrs(" , "), Err(Error::Config(_))));
+    }
 
     #[test]
     fn versions_older_than_2_10_are_refused() {

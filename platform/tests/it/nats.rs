@@ -96,3 +96,26 @@ async fn provisioning_is_idempotent_and_applies_spec_changes() {
     assert_eq!(info.state.messages, 1);
     nats::provision_streams(&js, &[changed], 1).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_list_of_servers_connects_to_one_that_is_up() {
+    let server = NatsServer::start();
+    let dead = format!("nats://127.0.0.1:{}", jetshop_testkit::free_port());
+    let settings = NatsSettings::for_url(format!("{dead}, {}", server.url()));
+    let client = nats::connect(&settings, "list-test").await.unwrap();
+    client.flush().await.unwrap();
+    assert_eq!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_configuration_error_at_once() {
+    let started = std::time::Instant::now();
+    let err = nats::connect(&NatsSettings::for_url("nats://host:port"), "bad-url")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
