@@ -647,3 +647,41 @@ async fn a_panicking_handler_is_retried_then_dead_lettered() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn deliveries_redeliveries_and_dead_letters_are_counted_per_consumer() {
+    jetshop_platform::metrics::install();
+    let nats = Nats::start().await;
+    let handler = |d: Delivery| async move {
+        let thing: Thing = d.decode()?;
+        match (thing.n, d.delivered) {
+            (1, 1) => Err(HandlerError::transient("first try fails")),
+            (2, _) => Err(HandlerError::permanent("never")),
+            _ => Ok(()),
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-metrics",
+        settings(3, &[50], Duration::from_secs(2)),
+        handler,
+    );
+    publish_thing(&nats, 1).await;
+    let (_, last) = publish_thing(&nats, 2).await;
+    dead_letter(&nats, "test-metrics").await;
+    wait_all_acked(&nats, "test-metrics", last).await;
+
+    let text = jetshop_platform::metrics::render();
+    for expected in [
+        r#"jetshop_consumer_deliveries_total{consumer="test-metrics"} 3"#,
+        r#"jetshop_consumer_redeliveries_total{consumer="test-metrics"} 1"#,
+        r#"jetshop_consumer_dead_letters_total{consumer="test-metrics"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("jetshop_consumer_handler_duration_seconds_bucket{consumer=\"test-metrics\"")
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}

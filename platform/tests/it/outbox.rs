@@ -299,3 +299,42 @@ async fn relay_flushes_committed_rows_when_shutting_down() {
     assert!(rows(&db).await.iter().all(|r| r.published_at.is_some()));
     assert_eq!(nats.stream_messages(TEST_EVENTS).await, 3);
 }
+
+#[tokio::test]
+async fn the_backlog_metric_follows_unpublished_rows() {
+    jetshop_platform::metrics::install();
+    let mut nats = Nats::start().await;
+    let (_test_db, db) = common::database().await;
+    let client = nats::connect(&NatsSettings::for_url(nats.server.url()), "backlog-test")
+        .await
+        .unwrap();
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(300))
+        .build(client);
+    let relay = Relay::new(db.clone(), js, "backlog-test");
+    let backlog = || {
+        let text = jetshop_platform::metrics::render();
+        text.lines()
+            .find(|l| l.starts_with(r#"jetshop_outbox_backlog{service="backlog-test"}"#))
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+
+    nats.server.stop();
+    let txn = db.begin().await.unwrap();
+    for n in 0..3 {
+        outbox::enqueue(&txn, &thing(n), &MessageMeta::default())
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    assert!(relay.publish_batch().await.is_err());
+    assert_eq!(backlog().as_deref(), Some("3"));
+
+    nats.server.restart();
+    eventually("the backlog to drain", Duration::from_secs(15), || {
+        let relay = &relay;
+        async move { relay.publish_batch().await.ok().filter(|n| *n > 0) }
+    })
+    .await;
+    assert_eq!(backlog().as_deref(), Some("0"));
+}
