@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     /// The request is malformed or invalid: the caller must change it.
     BadRequest,
+    /// The caller could not prove who it is (bad password, bad client secret).
+    Unauthorized,
+    /// The caller is known but may not do this.
+    Forbidden,
     /// The thing asked for does not exist.
     NotFound,
     /// The request conflicts with current state (duplicate, version).
@@ -25,6 +29,8 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::Unavailable => 503,
@@ -36,6 +42,8 @@ impl ErrorCode {
     pub fn from_status(status: u16) -> Self {
         match status {
             400 | 422 => Self::BadRequest,
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
             404 => Self::NotFound,
             409 => Self::Conflict,
             503 | 504 => Self::Unavailable,

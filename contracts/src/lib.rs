@@ -1,7 +1,7 @@
 //! The wire between jetshop processes, and nothing else.
 //!
 //! Every crate that sends or receives a message agrees on it through this
-//! crate: the message types ([`catalog`]), the subjects they travel on
+//! crate: the message types ([`catalog`], [`users`]), the subjects they travel on
 //! ([`subjects`]), the streams that keep them ([`streams`]), the headers
 //! around them ([`headers`]), how they are encoded ([`codec`]) and the one
 //! error shape an RPC answers with ([`error`]). [`schema`] pins each
@@ -18,6 +18,7 @@ pub mod message;
 pub mod schema;
 pub mod streams;
 pub mod subjects;
+pub mod users;
 
 pub use codec::{CodecError, Encoding};
 pub use error::{ErrorCode, RpcError};

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Message, catalog, error::RpcError};
+use crate::{Message, catalog, error::RpcError, users};
 
 /// One field of a message, as pinned in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +271,24 @@ pub fn registry() -> Vec<Shape> {
         Shape::of::<catalog::GetProduct>(),
         Shape::of::<catalog::ListProducts>(),
         Shape::of::<catalog::ProductPage>(),
+        Shape::of::<users::User>(),
+        Shape::of::<users::RegisterUser>(),
+        Shape::of::<users::GetUser>(),
+        Shape::of::<users::UpdateProfile>(),
+        Shape::of::<users::VerifyCredentials>(),
+        Shape::of::<users::UserRegistered>(),
+        Shape::of::<users::ProfileChanged>(),
+        Shape::of::<users::OAuthClient>(),
+        Shape::of::<users::GetClient>(),
+        Shape::of::<users::AuthenticateClient>(),
+        Shape::of::<users::StoreCode>(),
+        Shape::of::<users::RedeemCode>(),
+        Shape::of::<users::CodeGrant>(),
+        Shape::of::<users::IssueRefresh>(),
+        Shape::of::<users::RotateRefresh>(),
+        Shape::of::<users::RefreshGrant>(),
+        Shape::of::<users::RevokeRefresh>(),
+        Shape::of::<users::Ack>(),
     ]
 }
 

@@ -39,6 +39,8 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const CATALOG_EVENTS: &str = "CATALOG_EVENTS";
 /// Name of the catalog's commands stream.
 pub const CATALOG_COMMANDS: &str = "CATALOG_COMMANDS";
+/// Name of the users' events stream.
+pub const USERS_EVENTS: &str = "USERS_EVENTS";
 /// Name of the dead-letter stream.
 pub const DLQ: &str = "DLQ";
 
@@ -66,6 +68,18 @@ pub fn catalog_commands() -> StreamSpec {
     }
 }
 
+/// The users' events (no commands stream: registration answers synchronously).
+pub fn users_events() -> StreamSpec {
+    StreamSpec {
+        name: USERS_EVENTS,
+        subjects: vec![subjects::users::EVENTS_ALL.into()],
+        retention: Retention::Limits,
+        max_age: Duration::from_secs(90 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        description: "Facts published by the users service",
+    }
+}
+
 /// Dead letters: limits retention so operators can browse and replay them.
 pub fn dlq() -> StreamSpec {
     StreamSpec {
@@ -80,7 +94,7 @@ pub fn dlq() -> StreamSpec {
 
 /// Every stream the system needs.
 pub fn all() -> Vec<StreamSpec> {
-    vec![catalog_events(), catalog_commands(), dlq()]
+    vec![catalog_events(), catalog_commands(), users_events(), dlq()]
 }
 
 #[cfg(test)]

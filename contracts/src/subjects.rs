@@ -37,6 +37,50 @@ pub mod catalog {
     pub const RPC_PRODUCT_LIST: &str = "catalog.rpc.product.list";
 }
 
+/// The users context: accounts, credentials, OAuth clients and grants.
+pub mod users {
+    /// Everything the users service publishes as a fact.
+    pub const EVENTS_ALL: &str = "users.events.>";
+    /// An account was registered.
+    pub const REGISTERED: &str = "users.events.registered";
+    /// A profile changed.
+    pub const PROFILE_CHANGED: &str = "users.events.profile-changed";
+
+    /// Micro group of account endpoints.
+    pub const RPC_USER_GROUP: &str = "users.rpc.user";
+    /// Register an account (synchronous: the caller needs the duplicate-email answer).
+    pub const RPC_USER_REGISTER: &str = "users.rpc.user.register";
+    /// Fetch an account.
+    pub const RPC_USER_GET: &str = "users.rpc.user.get";
+    /// Change a profile.
+    pub const RPC_USER_UPDATE: &str = "users.rpc.user.update";
+
+    /// Micro group of credential endpoints.
+    pub const RPC_CREDENTIALS_GROUP: &str = "users.rpc.credentials";
+    /// Check an email and password (constant time, same answer for unknown email).
+    pub const RPC_CREDENTIALS_VERIFY: &str = "users.rpc.credentials.verify";
+
+    /// Micro group of OAuth client endpoints.
+    pub const RPC_CLIENT_GROUP: &str = "users.rpc.client";
+    /// Fetch a registered OAuth client.
+    pub const RPC_CLIENT_GET: &str = "users.rpc.client.get";
+    /// Check a confidential client's secret.
+    pub const RPC_CLIENT_AUTHENTICATE: &str = "users.rpc.client.authenticate";
+
+    /// Micro group of OAuth grant endpoints (codes and refresh tokens, shared by every gateway replica).
+    pub const RPC_GRANT_GROUP: &str = "users.rpc.grant";
+    /// Store an authorization code (by hash).
+    pub const RPC_GRANT_STORE_CODE: &str = "users.rpc.grant.store-code";
+    /// Redeem an authorization code once.
+    pub const RPC_GRANT_REDEEM_CODE: &str = "users.rpc.grant.redeem-code";
+    /// Store a new refresh token (by hash), starting or continuing a family.
+    pub const RPC_GRANT_ISSUE_REFRESH: &str = "users.rpc.grant.issue-refresh";
+    /// Exchange a refresh token for its successor; reuse revokes the family.
+    pub const RPC_GRANT_ROTATE_REFRESH: &str = "users.rpc.grant.rotate-refresh";
+    /// Revoke a refresh token and its family.
+    pub const RPC_GRANT_REVOKE_REFRESH: &str = "users.rpc.grant.revoke-refresh";
+}
+
 /// The dead-letter stream's subjects.
 pub mod dlq {
     /// Everything dead-lettered, by any consumer.
@@ -59,7 +103,48 @@ pub fn all_concrete() -> Vec<&'static str> {
         catalog::ADJUST_STOCK,
         catalog::RPC_PRODUCT_GET,
         catalog::RPC_PRODUCT_LIST,
+        users::REGISTERED,
+        users::PROFILE_CHANGED,
+        users::RPC_USER_REGISTER,
+        users::RPC_USER_GET,
+        users::RPC_USER_UPDATE,
+        users::RPC_CREDENTIALS_VERIFY,
+        users::RPC_CLIENT_GET,
+        users::RPC_CLIENT_AUTHENTICATE,
+        users::RPC_GRANT_STORE_CODE,
+        users::RPC_GRANT_REDEEM_CODE,
+        users::RPC_GRANT_ISSUE_REFRESH,
+        users::RPC_GRANT_ROTATE_REFRESH,
+        users::RPC_GRANT_REVOKE_REFRESH,
     ]
+}
+
+/// Every RPC subject with the micro group it must sit in.
+pub fn rpc_groups() -> Vec<(&'static str, &'static str)> {
+    use users::*;
+    vec![
+        (catalog::RPC_PRODUCT_GET, catalog::RPC_PRODUCT_GROUP),
+        (catalog::RPC_PRODUCT_LIST, catalog::RPC_PRODUCT_GROUP),
+        (RPC_USER_REGISTER, RPC_USER_GROUP),
+        (RPC_USER_GET, RPC_USER_GROUP),
+        (RPC_USER_UPDATE, RPC_USER_GROUP),
+        (RPC_CREDENTIALS_VERIFY, RPC_CREDENTIALS_GROUP),
+        (RPC_CLIENT_GET, RPC_CLIENT_GROUP),
+        (RPC_CLIENT_AUTHENTICATE, RPC_CLIENT_GROUP),
+        (RPC_GRANT_STORE_CODE, RPC_GRANT_GROUP),
+        (RPC_GRANT_REDEEM_CODE, RPC_GRANT_GROUP),
+        (RPC_GRANT_ISSUE_REFRESH, RPC_GRANT_GROUP),
+        (RPC_GRANT_ROTATE_REFRESH, RPC_GRANT_GROUP),
+        (RPC_GRANT_REVOKE_REFRESH, RPC_GRANT_GROUP),
+    ]
+}
+
+/// The endpoint name of an RPC subject within its micro group.
+pub fn endpoint_of<'a>(subject: &'a str, group: &str) -> &'a str {
+    subject
+        .strip_prefix(group)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(subject)
 }
 
 /// Whether `subject` is a valid NATS subject made of jetshop-style tokens
@@ -103,7 +188,12 @@ mod tests {
         for s in all {
             assert!(is_valid(s), "{s} is not a valid subject");
         }
-        for s in [catalog::EVENTS_ALL, catalog::COMMANDS_ALL, dlq::ALL] {
+        for s in [
+            catalog::EVENTS_ALL,
+            catalog::COMMANDS_ALL,
+            users::EVENTS_ALL,
+            dlq::ALL,
+        ] {
             assert!(is_valid(s), "{s} is not a valid filter");
         }
         assert!(is_valid(&dlq::for_consumer("catalog-commands")));
@@ -128,6 +218,23 @@ mod tests {
             RPC_PRODUCT_LIST,
             format!("{RPC_PRODUCT_GROUP}.{RPC_LIST_ENDPOINT}")
         );
+    }
+
+    #[test]
+    fn every_rpc_subject_is_one_endpoint_below_its_group() {
+        let rpc: Vec<_> = all_concrete()
+            .into_iter()
+            .filter(|s| s.split('.').nth(1) == Some("rpc"))
+            .collect();
+        assert_eq!(rpc.len(), rpc_groups().len(), "an RPC subject has no group");
+        for (subject, group) in rpc_groups() {
+            let endpoint = endpoint_of(subject, group);
+            assert_ne!(endpoint, subject, "{subject} is not in {group}");
+            assert!(
+                !endpoint.contains('.'),
+                "{subject} is more than one token below {group}"
+            );
+        }
     }
 
     #[test]

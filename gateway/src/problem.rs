@@ -186,6 +186,12 @@ impl From<&Error> for Problem {
                         Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
                             .detail(remote.message.clone())
                     }
+                    ErrorCode::Unauthorized => {
+                        Self::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                            .detail(remote.message.clone())
+                    }
+                    ErrorCode::Forbidden => Self::new(S::FORBIDDEN, "forbidden", "Forbidden")
+                        .detail(remote.message.clone()),
                     ErrorCode::NotFound => Self::new(S::NOT_FOUND, "not-found", "Not found")
                         .detail(remote.message.clone()),
                     ErrorCode::Conflict => Self::new(S::CONFLICT, "conflict", "Conflict")

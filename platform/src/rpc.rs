@@ -210,6 +210,8 @@ where
 fn error_label(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::BadRequest => "bad_request",
+        ErrorCode::Unauthorized => "unauthorized",
+        ErrorCode::Forbidden => "forbidden",
         ErrorCode::NotFound => "not_found",
         ErrorCode::Conflict => "conflict",
         ErrorCode::Unavailable => "unavailable",
