@@ -32,10 +32,7 @@ impl Catalog {
     async fn start(rt: &Runtime) -> Self {
         let db = TestDb::fresh().await;
         let stop = CancellationToken::new();
-        let settings = CatalogSettings {
-            database_url: db.url.clone(),
-            consumer: Default::default(),
-        };
+        let settings = CatalogSettings::for_database(db.url.clone());
         let task = tokio::spawn(jetshop_catalog::run(settings, rt.clone(), stop.clone()));
         Self {
             stop,

@@ -32,10 +32,7 @@ async fn traceparent_reaches_the_catalog_rpc_span() {
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
     tokio::spawn(jetshop_catalog::run(
-        CatalogSettings {
-            database_url: db.url.clone(),
-            consumer: Default::default(),
-        },
+        CatalogSettings::for_database(db.url.clone()),
         rt.clone(),
         stop.clone(),
     ));

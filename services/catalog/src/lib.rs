@@ -8,8 +8,10 @@
 //! - [`domain`]: validated value types and the rules of a product.
 //! - [`storage`]: SeaORM entities, migrations and queries.
 //! - [`handlers`]: the NATS edges.
+//! - [`cache`]: the read cache of `get`, kept fresh by commits and events.
 //! - [`demo`]: a small demo catalog for `jetshop up --seed-demo`.
 
+pub mod cache;
 pub mod demo;
 pub mod domain;
 pub mod error;
@@ -52,11 +54,18 @@ pub async fn run(
     let relay_stop = CancellationToken::new();
     let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
 
-    let rpc = handlers::rpc::start(&rt.nats, db.clone()).await?;
+    let cache = cache::ProductCache::new(settings.cache_capacity, settings.cache_ttl);
+    let follower = tokio::spawn(
+        cache
+            .clone()
+            .follow_events(rt.nats.clone(), shutdown.child_token()),
+    );
+    let rpc = handlers::rpc::start(&rt.nats, db.clone(), cache.clone()).await?;
     let consumer = tokio::spawn(handlers::commands::run(
         rt.jetstream(),
         db.clone(),
         outbox,
+        cache,
         settings.consumer.clone(),
         shutdown.child_token(),
     ));
@@ -67,6 +76,7 @@ pub async fn run(
     let consumed = consumer.await;
     relay_stop.cancel();
     let _ = relay_task.await;
+    let _ = follower.await;
     db.close().await.ok();
     match consumed {
         Ok(result) => result.map_err(Error::from),

@@ -13,6 +13,16 @@ pub struct CatalogSettings {
         default_value = "sqlite://data/catalog.db"
     )]
     pub database_url: String,
+    /// Products kept in the read cache of `get` (0 disables it).
+    #[arg(
+        long = "catalog-cache-capacity",
+        env = "CATALOG_CACHE_CAPACITY",
+        default_value_t = 10_000
+    )]
+    pub cache_capacity: usize,
+    /// Longest time a cached product is served without a refresh.
+    #[arg(long = "catalog-cache-ttl", env = "CATALOG_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub cache_ttl: std::time::Duration,
     /// Retry policy of the command consumer.
     #[command(flatten)]
     pub consumer: ConsumerSettings,
@@ -23,6 +33,8 @@ impl CatalogSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            cache_capacity: 10_000,
+            cache_ttl: std::time::Duration::from_secs(30),
             consumer: ConsumerSettings::default(),
         }
     }
@@ -32,6 +44,8 @@ impl std::fmt::Debug for CatalogSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CatalogSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("cache_capacity", &self.cache_capacity)
+            .field("cache_ttl", &self.cache_ttl)
             .field("consumer", &self.consumer)
             .finish()
     }

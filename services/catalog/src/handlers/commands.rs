@@ -20,9 +20,11 @@ use jetshop_platform::{
 };
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{
     Error,
+    cache::ProductCache,
     domain::{NewProduct, ProductChanges},
     storage::products,
 };
@@ -35,6 +37,7 @@ pub async fn run(
     js: async_nats::jetstream::Context,
     db: DatabaseConnection,
     outbox: OutboxNotifier,
+    cache: ProductCache,
     settings: ConsumerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), jetshop_platform::Error> {
@@ -47,17 +50,22 @@ pub async fn run(
     let handler = move |d: Delivery| {
         let db = db.clone();
         let outbox = outbox.clone();
+        let cache = cache.clone();
         async move {
-            handle(&db, &d).await?;
-            outbox.notify();
+            if let Some(changed) = handle(&db, &d).await? {
+                // Readers on this instance must not see the old version.
+                cache.invalidate(changed);
+                outbox.notify();
+            }
             Ok(())
         }
     };
     consumer::run(js, spec, settings, handler, shutdown).await
 }
 
-/// Apply one command. Exposed for tests of the rules without NATS.
-pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<(), HandlerError> {
+/// Apply one command; returns the product it changed, or `None` when the
+/// command had been applied before.
+pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<Option<Uuid>, HandlerError> {
     let meta = d.meta.caused_by();
     let txn = db.begin().await.map_err(HandlerError::transient)?;
     if !inbox::claim(&txn, CONSUMER, &d.dedupe_id())
@@ -65,9 +73,9 @@ pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<(), Handler
         .map_err(HandlerError::transient)?
     {
         tracing::info!(message_id = %d.dedupe_id(), "command already applied; skipping");
-        return Ok(());
+        return Ok(None);
     }
-    let applied = match d.subject.as_str() {
+    let changed = match d.subject.as_str() {
         subjects::catalog::CREATE_PRODUCT => create(&txn, d.decode()?, &meta).await,
         subjects::catalog::UPDATE_PRODUCT => update(&txn, d.decode()?, &meta).await,
         subjects::catalog::ADJUST_STOCK => adjust(&txn, d.decode()?, &meta).await,
@@ -76,23 +84,24 @@ pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<(), Handler
                 "the catalog has no command {other}"
             )));
         }
-    };
-    applied.map_err(HandlerError::from)?;
-    txn.commit().await.map_err(HandlerError::transient)
+    }
+    .map_err(HandlerError::from)?;
+    txn.commit().await.map_err(HandlerError::transient)?;
+    Ok(Some(changed))
 }
 
 async fn create(
     txn: &DatabaseTransaction,
     cmd: CreateProduct,
     meta: &MessageMeta,
-) -> Result<(), Error> {
+) -> Result<Uuid, Error> {
     let new = NewProduct::parse(&cmd)?;
     if let Some(existing) = products::find(txn, new.id).await? {
         // The same create arriving again (a retried request past the
         // stream's dedupe window) is a success without a second event.
         if existing.sku == new.sku.as_str() {
             tracing::info!(product_id = %new.id, "product already exists; create is a no-op");
-            return Ok(());
+            return Ok(new.id);
         }
         return Err(Error::AlreadyExists(new.id));
     }
@@ -106,14 +115,14 @@ async fn create(
     let product = products::to_wire(&row)?;
     outbox::enqueue(txn, &ProductCreated { product }, meta).await?;
     tracing::info!(product_id = %new.id, sku = %new.sku.as_str(), "product created");
-    Ok(())
+    Ok(new.id)
 }
 
 async fn update(
     txn: &DatabaseTransaction,
     cmd: UpdateProduct,
     meta: &MessageMeta,
-) -> Result<(), Error> {
+) -> Result<Uuid, Error> {
     let changes = ProductChanges::parse(&cmd)?;
     let current = products::find(txn, cmd.id)
         .await?
@@ -128,14 +137,14 @@ async fn update(
     )
     .await?;
     tracing::info!(product_id = %cmd.id, version = row.version, "product changed");
-    Ok(())
+    Ok(cmd.id)
 }
 
 async fn adjust(
     txn: &DatabaseTransaction,
     cmd: AdjustStock,
     meta: &MessageMeta,
-) -> Result<(), Error> {
+) -> Result<Uuid, Error> {
     if cmd.delta == 0 {
         return Err(Error::invalid("delta", "must not be zero"));
     }
@@ -149,5 +158,5 @@ async fn adjust(
     };
     outbox::enqueue(txn, &event, meta).await?;
     tracing::info!(product_id = %cmd.id, delta = cmd.delta, stock = row.stock, "stock adjusted");
-    Ok(())
+    Ok(cmd.id)
 }

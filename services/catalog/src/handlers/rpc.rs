@@ -8,12 +8,13 @@ use jetshop_contracts::{
 use jetshop_platform::{envelope::MessageMeta, rpc::RpcService};
 use sea_orm::DatabaseConnection;
 
-use crate::{Error, storage::products};
+use crate::{Error, cache::ProductCache, storage::products};
 
 /// Register the micro service and its endpoints.
 pub async fn start(
     client: &async_nats::Client,
     db: DatabaseConnection,
+    cache: ProductCache,
 ) -> Result<RpcService, Error> {
     let mut service = RpcService::start(
         client,
@@ -27,7 +28,7 @@ pub async fn start(
         .endpoint::<GetProduct, _, _>(
             subj::RPC_PRODUCT_GROUP,
             subj::RPC_GET_ENDPOINT,
-            move |req, meta| get(get_db.clone(), req, meta),
+            move |req, meta| get(get_db.clone(), cache.clone(), req, meta),
         )
         .await?;
     service
@@ -42,13 +43,19 @@ pub async fn start(
 
 async fn get(
     db: DatabaseConnection,
+    cache: ProductCache,
     req: GetProduct,
     _meta: MessageMeta,
 ) -> Result<Product, RpcError> {
+    if let Some(product) = cache.get(req.id) {
+        return Ok(product);
+    }
     let row = products::find(&db, req.id)
         .await?
         .ok_or(Error::NotFound(req.id))?;
-    Ok(products::to_wire(&row)?)
+    let product = products::to_wire(&row)?;
+    cache.offer(product.clone());
+    Ok(product)
 }
 
 async fn list(

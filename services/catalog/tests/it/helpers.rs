@@ -41,13 +41,13 @@ impl TestCatalog {
                 .unwrap();
         let rt = Runtime::new(client.clone(), 1);
         let settings = CatalogSettings {
-            database_url: db.url.clone(),
             consumer: ConsumerSettings {
                 max_deliver: 3,
                 backoff: vec![Duration::from_millis(100)],
                 ack_wait: Duration::from_secs(5),
                 concurrency: 8,
             },
+            ..CatalogSettings::for_database(db.url.clone())
         };
         let shutdown = CancellationToken::new();
         let mut task = tokio::spawn(jetshop_catalog::run(settings, rt, shutdown.clone()));

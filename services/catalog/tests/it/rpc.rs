@@ -201,3 +201,55 @@ async fn the_service_is_visible_to_the_micro_protocol() {
     assert!(subjects.contains(&subjects::catalog::RPC_PRODUCT_GET));
     assert!(subjects.contains(&subjects::catalog::RPC_PRODUCT_LIST));
 }
+
+#[tokio::test]
+async fn reads_follow_writes_made_by_any_replica() {
+    let app = TestCatalog::spawn().await;
+    // A second replica on the same database and NATS: RPC requests and
+    // commands are spread over both, each with its own read cache.
+    let second_stop = tokio_util::sync::CancellationToken::new();
+    let second = tokio::spawn(jetshop_catalog::run(
+        jetshop_catalog::CatalogSettings::for_database(app._db.url.clone()),
+        jetshop_platform::runtime::Runtime::new(app.client.clone(), 1),
+        second_stop.clone(),
+    ));
+    let cmd = app.create("CACHED-1", "Before", 5).await;
+    let meta = MessageMeta::default();
+    // Warm both caches.
+    for _ in 0..20 {
+        app.rpc
+            .call(&GetProduct { id: cmd.id }, &meta)
+            .await
+            .unwrap();
+    }
+    app.send(&jetshop_contracts::catalog::UpdateProduct {
+        id: cmd.id,
+        name: Some("After".into()),
+        description: None,
+        price: None,
+    })
+    .await;
+    let rpc = app.rpc.clone();
+    jetshop_testkit::eventually(
+        "every replica to serve the new name",
+        std::time::Duration::from_secs(5),
+        || {
+            let rpc = rpc.clone();
+            async move {
+                for _ in 0..20 {
+                    let p = rpc
+                        .call(&GetProduct { id: cmd.id }, &MessageMeta::default())
+                        .await
+                        .ok()?;
+                    if p.name != "After" {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    second_stop.cancel();
+    second.await.unwrap().unwrap();
+}
