@@ -1,0 +1,16 @@
+//! The users service's database: entities, migrations and the queries the
+//! handlers need. Only this module writes SQL-shaped code.
+
+pub mod clients;
+pub mod entity;
+pub mod grants;
+pub mod migrations;
+pub mod users;
+
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+
+/// Bring the schema up to date (run at every start; idempotent).
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    migrations::Migrator::up(db, None).await
+}
