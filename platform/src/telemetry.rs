@@ -91,8 +91,7 @@ fn install(
 ) -> Result<TelemetryGuard, Error> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
-    let filter = EnvFilter::try_new(&settings.log_filter)
-        .map_err(|e| Error::Config(format!("--log {:?}: {e}", settings.log_filter)))?;
+    let filter = log_filter(&settings.log_filter)?;
     // The OTel layer has its own filter: a span hidden from the logs must
     // still carry trace context across NATS.
     let otel = tracing_opentelemetry::layer()
@@ -116,6 +115,32 @@ fn install(
         .try_init()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The NATS client module that, at TRACE, logs every message it reads with
+/// its whole payload (passwords and client secrets sent to the users
+/// service, for one) and the CONNECT line with its credentials.
+const NATS_WIRE_TARGET: &str = "async_nats::connection";
+
+/// The log filter for `spec` (EnvFilter syntax). Whatever `spec` asks,
+/// the NATS client's wire dump is capped at DEBUG so that a `RUST_LOG=trace`
+/// cannot put secrets in the logs.
+pub fn log_filter(spec: &str) -> Result<EnvFilter, Error> {
+    let filter =
+        EnvFilter::try_new(spec).map_err(|e| Error::Config(format!("--log {spec:?}: {e}")))?;
+    // Only when something may log at TRACE: adding a DEBUG directive to a
+    // quieter filter would raise its level hint for nothing.
+    if filter
+        .max_level_hint()
+        .is_none_or(|l| l >= LevelFilter::TRACE)
+    {
+        let cap = format!("{NATS_WIRE_TARGET}=debug")
+            .parse()
+            .map_err(|e| Error::Config(format!("log cap: {e}")))?;
+        // Added last: it replaces a directive for the same target in `spec`.
+        return Ok(filter.add_directive(cap));
+    }
+    Ok(filter)
 }
 
 struct HeaderInjector<'a>(&'a mut HeaderMap);
