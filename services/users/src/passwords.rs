@@ -141,6 +141,26 @@ mod tests {
         assert!(new.verify("tr0ub4dor&3-horse", Some(&phc)).await.unwrap());
     }
 
+    /// Prints what one hash and one verification cost with the production
+    /// parameters in this build (`cargo nextest run -p jetshop-users
+    /// --no-capture production_cost`). A measurement, not a timed assertion.
+    #[tokio::test]
+    async fn production_cost() {
+        let h = Hasher::new(&Argon2Settings::default()).await.unwrap();
+        let started = std::time::Instant::now();
+        let phc = h.hash("tr0ub4dor&3-horse").await.unwrap();
+        let hashed = started.elapsed();
+        let started = std::time::Instant::now();
+        assert!(h.verify("tr0ub4dor&3-horse", Some(&phc)).await.unwrap());
+        let verified = started.elapsed();
+        let started = std::time::Instant::now();
+        assert!(!h.verify("tr0ub4dor&3-horse", None).await.unwrap());
+        let dummy = started.elapsed();
+        eprintln!(
+            "argon2id m=19456 t=2 p=1: hash {hashed:?}, verify {verified:?}, unknown-account verify {dummy:?}"
+        );
+    }
+
     #[test]
     fn secrets_are_long_and_distinct() {
         let (a, b) = (generate_secret(), generate_secret());

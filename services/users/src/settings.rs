@@ -161,6 +161,30 @@ mod tests {
         assert!(text.contains("admin@example.com"));
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        users: UsersSettings,
+    }
+
+    #[test]
+    fn flags_parse_with_their_defaults() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "jetshop",
+            "--admin-email",
+            "admin@example.com",
+            "--swagger-ui-redirect-uri",
+            "http://localhost:8080/docs/oauth-receiver.html,https://shop.example/docs/oauth-receiver.html",
+        ])
+        .unwrap();
+        let s = cli.users;
+        assert_eq!(s.database_url, "sqlite://data/users.db");
+        assert_eq!(s.swagger_ui_redirect_uris.len(), 2);
+        assert_eq!(s.argon2, Argon2Settings::default());
+        assert!(s.admin_password.is_none());
+    }
+
     #[test]
     fn admin_needs_email_and_password_together() {
         let mut s = UsersSettings::for_database("sqlite::memory:");
