@@ -92,10 +92,13 @@ pub async fn update(ctx: Ctx, req: UpdateProfile, meta: MessageMeta) -> Result<U
         ));
     };
     let name = DisplayName::parse(name)?;
-    let txn = ctx.db.begin().await?;
-    let current = users::find(&txn, req.id)
+    // Read outside the transaction and let the versioned UPDATE be its
+    // first statement: on SQLite a transaction that reads before it writes
+    // fails at once (SQLITE_BUSY_SNAPSHOT) if another writer got in between.
+    let current = users::find(&ctx.db, req.id)
         .await?
         .ok_or(Error::UserNotFound(req.id))?;
+    let txn = ctx.db.begin().await?;
     let row = users::update_display_name(&txn, current, &name).await?;
     let user = users::to_wire(&row)?;
     outbox::enqueue(

@@ -277,3 +277,30 @@ async fn the_service_is_visible_to_the_micro_protocol() {
     }
     assert_eq!(served.len(), expected.len());
 }
+
+#[tokio::test]
+async fn concurrent_profile_updates_lose_nothing_silently() {
+    let app = TestUsers::spawn().await;
+    let user = app.register("edsger@example.com").await;
+    let requests: Vec<UpdateProfile> = (0..6)
+        .map(|i| UpdateProfile {
+            id: user.id,
+            display_name: Some(format!("Edsger {i}")),
+        })
+        .collect();
+    let results = futures::future::join_all(requests.iter().map(|r| app.call(r))).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!(ok >= 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            match e {
+                // Retryable: someone else's change won.
+                CallError::Remote(e) => assert_eq!(e.code, ErrorCode::Conflict, "{e:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let now = app.call(&GetUser { id: user.id }).await.unwrap();
+    assert_eq!(now.version, 1 + ok as i64, "one version per applied change");
+    app.stream_messages(EVENTS, 1 + ok as u64).await;
+}
