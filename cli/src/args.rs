@@ -11,6 +11,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSour
 use jetshop_catalog::CatalogSettings;
 use jetshop_gateway::GatewaySettings;
 use jetshop_platform::config::{NatsSettings, TelemetrySettings};
+use jetshop_users::UsersSettings;
 
 /// jetshop: an e-commerce backend of services talking over NATS JetStream.
 #[derive(Parser, Debug)]
@@ -34,6 +35,101 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print (or write) the gateway's OpenAPI 3 spec.
     Openapi(OpenapiArgs),
+    /// Manage accounts in the users service's database.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage OAuth clients in the users service's database.
+    #[command(subcommand)]
+    Oauth(OauthCommand),
+}
+
+/// `jetshop users ...`.
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create an account with the admin role (idempotent for an existing
+    /// admin: it is left as it is).
+    CreateAdmin(CreateAdminArgs),
+}
+
+/// `jetshop users create-admin`.
+#[derive(clap::Args)]
+pub struct CreateAdminArgs {
+    /// The admin's email.
+    #[arg(long)]
+    pub email: String,
+    /// The admin's password (or `JETSHOP_ADMIN_PASSWORD`; read from standard
+    /// input when neither is given, so it stays out of the shell history).
+    #[arg(long, env = "JETSHOP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// The users service's database.
+    #[arg(
+        long = "users-database-url",
+        env = "USERS_DATABASE_URL",
+        default_value = "sqlite://data/users.db"
+    )]
+    pub database_url: String,
+}
+
+impl std::fmt::Debug for CreateAdminArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateAdminArgs")
+            .field("email", &self.email)
+            .field(
+                "database_url",
+                &jetshop_platform::config::redact_url(&self.database_url),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// `jetshop oauth ...`.
+#[derive(Subcommand, Debug)]
+pub enum OauthCommand {
+    /// Register an OAuth client. A confidential client's secret is printed
+    /// once and stored only as a hash.
+    CreateClient(CreateClientArgs),
+}
+
+/// `jetshop oauth create-client`.
+#[derive(clap::Args, Debug)]
+pub struct CreateClientArgs {
+    /// Client id (`my-app`).
+    #[arg(long = "client-id")]
+    pub client_id: String,
+    /// Name shown on the login page.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Give it a secret (machines, server-side apps); public clients use PKCE.
+    #[arg(long)]
+    pub confidential: bool,
+    /// Allowed redirect URI (repeat for several), matched exactly.
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Allowed grant (repeat): authorization_code, client_credentials, refresh_token.
+    #[arg(long = "grant", value_parser = parse_grant, required = true)]
+    pub grants: Vec<jetshop_contracts::users::GrantType>,
+    /// Allowed scope (repeat), e.g. catalog:write.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// The users service's database.
+    #[arg(
+        long = "users-database-url",
+        env = "USERS_DATABASE_URL",
+        default_value = "sqlite://data/users.db"
+    )]
+    pub database_url: String,
+}
+
+fn parse_grant(s: &str) -> Result<jetshop_contracts::users::GrantType, String> {
+    use jetshop_contracts::users::GrantType;
+    match s {
+        "authorization_code" => Ok(GrantType::AuthorizationCode),
+        "client_credentials" => Ok(GrantType::ClientCredentials),
+        "refresh_token" => Ok(GrantType::RefreshToken),
+        other => Err(format!(
+            "unknown grant {other:?} (authorization_code, client_credentials, refresh_token)"
+        )),
+    }
 }
 
 /// `jetshop up`.
@@ -69,6 +165,11 @@ pub struct UpArgs {
     /// The catalog service (its database defaults to `<data-dir>/catalog.db`).
     #[command(flatten)]
     pub catalog: CatalogSettings,
+    /// The users service (its database defaults to `<data-dir>/users.db`;
+    /// without --admin-email, `admin@jetshop.local` is created with a
+    /// password generated once and kept in `<data-dir>/admin-password`).
+    #[command(flatten)]
+    pub users: UsersSettings,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
@@ -79,8 +180,34 @@ pub struct UpArgs {
 pub enum RunService {
     /// The catalog service, with its admin port (healthz, readyz, metrics).
     Catalog(Box<RunCatalogArgs>),
+    /// The users service, with its admin port (healthz, readyz, metrics).
+    Users(Box<RunUsersArgs>),
     /// The REST gateway (serves its own healthz, readyz and metrics).
     Gateway(Box<RunGatewayArgs>),
+}
+
+/// `jetshop run users`.
+#[derive(clap::Args, Debug)]
+pub struct RunUsersArgs {
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(
+        long = "admin-addr",
+        env = "JETSHOP_ADMIN_ADDR",
+        default_value = "127.0.0.1:9091"
+    )]
+    pub admin_addr: std::net::SocketAddr,
+    /// How long the service gets to drain on shutdown.
+    #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    /// The users service.
+    #[command(flatten)]
+    pub users: UsersSettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
 }
 
 /// `jetshop run catalog`.
@@ -149,9 +276,10 @@ impl Cli {
         match &self.command {
             Command::Up(a) => Some(&a.telemetry),
             Command::Run(RunService::Catalog(a)) => Some(&a.telemetry),
+            Command::Run(RunService::Users(a)) => Some(&a.telemetry),
             Command::Run(RunService::Gateway(a)) => Some(&a.telemetry),
             Command::Seed(a) => Some(&a.telemetry),
-            Command::Openapi(_) => None,
+            Command::Openapi(_) | Command::Users(_) | Command::Oauth(_) => None,
         }
     }
 }
@@ -175,6 +303,9 @@ where
         // told otherwise; the catalog's own default knows nothing of it.
         if sub.value_source("database_url") == Some(ValueSource::DefaultValue) {
             up.catalog.database_url = sqlite_url(&up.data_dir, "catalog");
+        }
+        if sub.value_source("users_database_url") == Some(ValueSource::DefaultValue) {
+            up.users.database_url = sqlite_url(&up.data_dir, "users");
         }
     }
     Ok(cli)
@@ -224,6 +355,7 @@ mod tests {
             panic!("not up")
         };
         assert_eq!(up.catalog.database_url, "sqlite:///tmp/js/catalog.db");
+        assert_eq!(up.users.database_url, "sqlite:///tmp/js/users.db");
         assert!(up.nats_url.is_none() || std::env::var_os("NATS_URL").is_some());
     }
 

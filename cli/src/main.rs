@@ -1,5 +1,6 @@
 //! `jetshop`: run the whole system (`up`), one service (`run`), load the
-//! demo catalog (`seed`), or print the API spec (`openapi`).
+//! demo catalog (`seed`), print the API spec (`openapi`), or manage admins
+//! and OAuth clients (`users`, `oauth`).
 //!
 //! - [`args`]: the command line, flags and environment variables.
 //! - [`up`]: everything in one process, with an embedded [`nats_child`].
@@ -8,9 +9,11 @@
 //! - [`supervisor`]: start parts side by side, stop them in order.
 //! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token.
 //! - [`openapi`]: the gateway's spec.
+//! - [`accounts`]: admin accounts and OAuth clients, straight into the users database.
 //!
 //! Any failure ends the process with one `error: ...` line and a non-zero code.
 
+mod accounts;
 mod args;
 mod nats_child;
 mod openapi;
@@ -22,7 +25,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use args::{Command, RunService};
+use args::{Command, OauthCommand, RunService, UsersCommand};
 
 fn main() -> ExitCode {
     let cli = match args::parse() {
@@ -60,6 +63,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(RunService::Catalog(args)) => {
             run::catalog(*args, signals::shutdown_token()?).await
         }
+        Command::Run(RunService::Users(args)) => {
+            run::users(*args, signals::shutdown_token()?).await
+        }
+        Command::Users(UsersCommand::CreateAdmin(args)) => accounts::create_admin(args).await,
+        Command::Oauth(OauthCommand::CreateClient(args)) => accounts::create_client(args).await,
         Command::Run(RunService::Gateway(args)) => {
             run::gateway(*args, signals::shutdown_token()?).await
         }

@@ -4,12 +4,14 @@
 //! which serves them itself) also gets an admin port with `/healthz`,
 //! `/readyz` and `/metrics`.
 
+use std::{future::Future, net::SocketAddr, time::Duration};
+
 use anyhow::Context;
-use jetshop_platform::{config::redact_url, runtime::Runtime};
+use jetshop_platform::{config::NatsSettings, runtime::Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    args::{RunCatalogArgs, RunGatewayArgs},
+    args::{RunCatalogArgs, RunGatewayArgs, RunUsersArgs},
     supervisor::Supervisor,
 };
 
@@ -23,30 +25,73 @@ pub async fn catalog(args: RunCatalogArgs, shutdown: CancellationToken) -> anyho
         nats = ?args.nats,
         admin_addr = %args.admin_addr,
         shutdown_timeout = ?args.shutdown_timeout,
-        database_url = %redact_url(&args.catalog.database_url),
-        consumer = ?args.catalog.consumer,
+        catalog = ?args.catalog,
         "jetshop run catalog: effective configuration"
     );
+    let settings = args.catalog;
+    service(
+        jetshop_catalog::SERVICE_NAME,
+        &args.nats,
+        args.admin_addr,
+        args.shutdown_timeout,
+        shutdown,
+        move |rt, stop| jetshop_catalog::run(settings, rt, stop),
+    )
+    .await
+}
+
+/// Run the users service until `shutdown`.
+pub async fn users(args: RunUsersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    args.users.validate().context("users settings")?;
+    tracing::info!(
+        nats = ?args.nats,
+        admin_addr = %args.admin_addr,
+        shutdown_timeout = ?args.shutdown_timeout,
+        users = ?args.users,
+        "jetshop run users: effective configuration"
+    );
+    let settings = args.users;
+    service(
+        jetshop_users::SERVICE_NAME,
+        &args.nats,
+        args.admin_addr,
+        args.shutdown_timeout,
+        shutdown,
+        move |rt, stop| jetshop_users::run(settings, rt, stop),
+    )
+    .await
+}
+
+/// One service with its own NATS connection and an admin port.
+async fn service<F, Fut, E>(
+    name: &'static str,
+    nats: &NatsSettings,
+    admin_addr: SocketAddr,
+    shutdown_timeout: Duration,
+    shutdown: CancellationToken,
+    run: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Runtime, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     jetshop_platform::metrics::install();
     let client = tokio::select! {
-        client = jetshop_platform::nats::connect(&args.nats, jetshop_catalog::SERVICE_NAME) => client?,
+        client = jetshop_platform::nats::connect(nats, name) => client?,
         _ = shutdown.cancelled() => return Ok(()),
     };
-    let rt = Runtime::new(client.clone(), args.nats.replicas);
+    let rt = Runtime::new(client.clone(), nats.replicas);
 
     let mut parts = Supervisor::new();
     let service_rt = rt.clone();
-    let settings = args.catalog;
-    parts.spawn(jetshop_catalog::SERVICE_NAME, move |stop| {
-        jetshop_catalog::run(settings, service_rt, stop)
-    });
+    parts.spawn(name, move |stop| run(service_rt, stop));
     // The admin port stops last so readiness stays visible while draining.
     let health = rt.health.clone();
-    let admin_addr = args.admin_addr;
     parts.spawn("admin", move |stop| {
         jetshop_platform::admin::serve(admin_addr, health, stop)
     });
-    let result = parts.run(shutdown, args.shutdown_timeout).await;
+    let result = parts.run(shutdown, shutdown_timeout).await;
     if let Err(err) = client.drain().await {
         tracing::warn!(error = %err, "draining the NATS connection");
     }

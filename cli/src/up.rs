@@ -11,7 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
-use jetshop_platform::{config::NatsSettings, config::redact_url, runtime::Runtime};
+use jetshop_platform::{config::NatsSettings, runtime::Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::{args::UpArgs, nats_child, seed, supervisor::Supervisor};
@@ -24,6 +24,9 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         .context("catalog settings")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let mut args = args;
+    bootstrap_defaults(&mut args)?;
+    args.users.validate().context("users settings")?;
 
     // Started here, on the main thread, so that it dies with the process.
     let (child, url) = match args.nats_url.clone() {
@@ -67,8 +70,8 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
         seed_demo = args.seed_demo,
         shutdown_timeout = ?args.shutdown_timeout,
         gateway = ?args.gateway,
-        catalog.database_url = %redact_url(&args.catalog.database_url),
-        catalog.consumer = ?args.catalog.consumer,
+        catalog = ?args.catalog,
+        users = ?args.users,
         "jetshop up: effective configuration"
     );
     jetshop_platform::metrics::install();
@@ -82,7 +85,7 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
     // before the services behind it drain.
     let mut parts = Supervisor::new();
     let gateway_addr = args.gateway.http_addr;
-    let (gateway, catalog) = (args.gateway, args.catalog);
+    let (gateway, catalog, users) = (args.gateway, args.catalog, args.users);
     let gateway_rt = rt.clone();
     parts.spawn("gateway", move |stop| {
         jetshop_gateway::run(gateway, gateway_rt, stop)
@@ -90,6 +93,10 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
     let catalog_rt = rt.clone();
     parts.spawn(jetshop_catalog::SERVICE_NAME, move |stop| {
         jetshop_catalog::run(catalog, catalog_rt, stop)
+    });
+    let users_rt = rt.clone();
+    parts.spawn(jetshop_users::SERVICE_NAME, move |stop| {
+        jetshop_users::run(users, users_rt, stop)
     });
     if args.seed_demo {
         seed::spawn(rt.clone(), shutdown.child_token());
@@ -102,6 +109,59 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
         tracing::warn!(error = %err, "draining the NATS connection");
     }
     result
+}
+
+/// Email of the admin `jetshop up` creates when none is configured.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@jetshop.local";
+
+/// What a newcomer needs without configuring anything: an admin account
+/// (its password generated once and kept, owner-readable only, in the data
+/// dir) and the `swagger-ui` OAuth client for the gateway's own `/docs`.
+fn bootstrap_defaults(args: &mut UpArgs) -> anyhow::Result<()> {
+    if args.users.admin_email.is_none() && args.users.admin_password.is_none() {
+        let path = args.data_dir.join("admin-password");
+        let password = match std::fs::read_to_string(&path) {
+            Ok(p) => p.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let p = uuid::Uuid::new_v4().simple().to_string();
+                write_private(&path, &p)?;
+                p
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        };
+        args.users.admin_email = Some(DEFAULT_ADMIN_EMAIL.into());
+        args.users.admin_password = Some(password);
+        println!(
+            "Admin:      {DEFAULT_ADMIN_EMAIL}, password in {}",
+            path.display()
+        );
+    }
+    if args.users.swagger_ui_redirect_uris.is_empty() {
+        let addr = reachable(args.gateway.http_addr);
+        let mut uris = vec![format!("http://{addr}/docs/oauth-receiver.html")];
+        if addr.ip().is_loopback() {
+            // Browsers are pointed at either name; Swagger UI derives the redirect from the page.
+            uris.push(format!(
+                "http://localhost:{}/docs/oauth-receiver.html",
+                addr.port()
+            ));
+        }
+        args.users.swagger_ui_redirect_uris = uris;
+    }
+    Ok(())
+}
+
+/// Write a secret file readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    writeln!(file, "{contents}").with_context(|| format!("write {}", path.display()))?;
+    Ok(())
 }
 
 /// Print where to look once the gateway accepts connections.

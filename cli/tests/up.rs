@@ -34,6 +34,9 @@ impl Jetshop {
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .env_remove("NATS_URL")
             .env_remove("CATALOG_DATABASE_URL")
+            .env_remove("USERS_DATABASE_URL")
+            .env_remove("JETSHOP_ADMIN_EMAIL")
+            .env_remove("JETSHOP_ADMIN_PASSWORD")
             .env_remove("JETSHOP_HTTP_ADDR")
             .env("JETSHOP_LOG_FORMAT", "json")
             .stdin(Stdio::null())
@@ -168,6 +171,7 @@ async fn up_serves_the_demo_catalog_and_shuts_down_cleanly() {
     for stream in [
         jetshop_contracts::streams::CATALOG_EVENTS,
         jetshop_contracts::streams::CATALOG_COMMANDS,
+        jetshop_contracts::streams::USERS_EVENTS,
         jetshop_contracts::streams::DLQ,
     ] {
         js.get_stream(stream)
@@ -181,6 +185,46 @@ async fn up_serves_the_demo_catalog_and_shuts_down_cleanly() {
         .expect("a PING reply from the catalog");
     let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(reply["name"], jetshop_catalog::SERVICE_NAME);
+
+    // The users service runs too, with the default admin whose generated
+    // password is kept (owner-readable only) in the data dir.
+    let password_file = data.path().join("admin-password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&password_file).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "admin-password is readable by others: {mode:o}"
+    );
+    let password = std::fs::read_to_string(&password_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let verify = jetshop_contracts::users::VerifyCredentials {
+        email: "ADMIN@jetshop.local".into(),
+        password,
+    };
+    let rpc = jetshop_platform::rpc::RpcClient::new(client.clone(), Duration::from_secs(5), 3);
+    let admin = rpc
+        .call(&verify, &jetshop_platform::envelope::MessageMeta::default())
+        .await
+        .expect("the default admin can log in");
+    assert!(admin.roles.contains(&jetshop_contracts::users::Role::Admin));
+    let swagger = rpc
+        .call(
+            &jetshop_contracts::users::GetClient {
+                client_id: "swagger-ui".into(),
+            },
+            &jetshop_platform::envelope::MessageMeta::default(),
+        )
+        .await
+        .expect("the swagger-ui client exists");
+    assert!(
+        swagger
+            .redirect_uris
+            .contains(&format!("http://127.0.0.1:{port}/docs/oauth-receiver.html"))
+    );
     drop(client);
 
     // SIGTERM: everything drains, the process exits 0 and takes nats-server with it.

@@ -11,6 +11,7 @@ use crate::Error;
 pub struct UsersSettings {
     /// The users' own database (SQLite file or PostgreSQL URL).
     #[arg(
+        id = "users_database_url",
         long = "users-database-url",
         env = "USERS_DATABASE_URL",
         default_value = "sqlite://data/users.db"
@@ -115,6 +116,7 @@ pub struct Argon2Settings {
     /// Hashes computed at once; the rest wait. Bounds memory
     /// (`memory_kib` each) and keeps a login burst from starving the CPU.
     #[arg(
+        id = "argon2_concurrency",
         long = "argon2-concurrency",
         env = "USERS_ARGON2_CONCURRENCY",
         default_value_t = 4
