@@ -24,4 +24,37 @@ pub enum Error {
     /// A call to a service behind the gateway did not succeed.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// Redis, for rate limits and idempotency keys, is configured wrongly.
+    #[error("Redis: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// The caller used up its rate limit.
+    #[error("rate limit exceeded; retry in {retry_after}s")]
+    RateLimited {
+        /// Seconds until a request may pass again.
+        retry_after: u32,
+    },
+    /// A store this request needs (Redis) is unreachable.
+    #[error("{what} is unavailable")]
+    StoreUnavailable {
+        /// Which store.
+        what: &'static str,
+    },
+    /// The request body is larger than the gateway accepts.
+    #[error("request body larger than {max} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// An `Idempotency-Key` that is not 1 to 255 visible ASCII characters.
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    IdempotencyKeyMalformed,
+    /// The `Idempotency-Key` was used before for a different request.
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still running.
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInFlight,
+    /// A CORS preflight from an origin that is not allowed.
+    #[error("cross-origin requests from this origin are not allowed")]
+    OriginNotAllowed,
 }

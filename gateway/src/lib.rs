@@ -8,12 +8,18 @@
 //! - [`metrics`]: HTTP metrics middleware and `/metrics`.
 //! - [`problem`]: RFC 9457 errors; the only place errors become statuses.
 //! - [`request_id`]: `X-Request-Id` in and out, carried into NATS as the correlation id.
+//! - [`limits`]: rate limits per caller and route group (Redis or in process).
+//! - [`idempotency`]: `Idempotency-Key` on `POST`: replays instead of acting twice.
+//! - [`hardening`]: body size limit, security headers, CORS.
 //! - [`trace`]: the per-request span, continuing the caller's `traceparent`.
 //! - [`route`]: the matched route template, for labels.
 //! - [`error`]: the crate's error type.
 
 pub mod error;
+pub mod hardening;
 pub mod health;
+pub mod idempotency;
+pub mod limits;
 pub mod metrics;
 pub mod problem;
 pub mod products;
@@ -47,6 +53,9 @@ pub fn app(settings: &GatewaySettings, rt: Runtime) -> impl Endpoint + use<> {
     let api = spec::service();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
+    // A parsed Redis URL always opens; connecting happens on first use.
+    let rate_limit = limits::RateLimit::from_settings(&settings.limits).expect("Redis URL");
+    let idempotency = idempotency::Idempotency::from_settings(&settings.limits).expect("Redis URL");
     Route::new()
         .nest_no_strip("/v1", api)
         .nest(spec::DOCS_PATH, docs)
@@ -59,9 +68,20 @@ pub fn app(settings: &GatewaySettings, rt: Runtime) -> impl Endpoint + use<> {
         // Innermost first: errors become problems before they are counted,
         // traced and stamped with the request id.
         .around(problem::catch)
+        // Replays see the final (problem) response; bodies are bounded
+        // before anything reads them; refusals are counted and traced;
+        // every answer, CORS refusals included, gets the security headers.
+        .with(idempotency)
+        .with(hardening::BodyLimit {
+            max: settings.hardening.max_body_bytes,
+        })
+        .with(rate_limit)
         .around(metrics::record)
         .around(trace::http_span)
+        .with(hardening::CorsGate::new(&settings.hardening.cors_origins))
         .around(request_id::propagate)
+        // HSTS is sent once the gateway knows its public URL (`--public-url`).
+        .with(hardening::SecurityHeaders::for_public_url(None))
 }
 
 /// The OpenAPI document as JSON (what `/openapi.json` serves).

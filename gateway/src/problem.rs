@@ -137,12 +137,20 @@ impl Problem {
             return invalid(e.name, &e.reason);
         }
         if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-            return Self::new(
+            let mut p = Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-request",
                 "Invalid request",
             )
             .detail(e.reason.clone());
+            // Objects with `deny_unknown_fields` say "unknown field `name`.".
+            if let Some(name) = unknown_field(&e.reason) {
+                p.errors = Some(vec![InvalidParam {
+                    name: name.to_owned(),
+                    reason: "unknown field".to_owned(),
+                }]);
+            }
+            return p;
         }
         if err.is::<NotFoundError>() {
             return Self::from_status(StatusCode::NOT_FOUND).detail("no such route");
@@ -225,11 +233,57 @@ impl From<&Error> for Problem {
                 Self::new(S::BAD_GATEWAY, "bad-reply", "Bad reply from a service")
                     .detail("a service behind the gateway answered with an unreadable reply")
             }
-            Error::Bind { .. } | Error::Serve(_) => {
+            Error::RateLimited { retry_after } => {
+                let mut p = Self::new(S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+                    .detail(format!(
+                        "the rate limit of this route group is used up; retry in {retry_after}s"
+                    ));
+                p.retry_after = Some(*retry_after);
+                p
+            }
+            Error::StoreUnavailable { .. } => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+            )
+            .detail(format!("{err}; retry later")),
+            Error::PayloadTooLarge { .. } => Self::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            )
+            .detail(err.to_string()),
+            Error::IdempotencyKeyMalformed => Self::new(
+                S::BAD_REQUEST,
+                "invalid-idempotency-key",
+                "Invalid Idempotency-Key",
+            )
+            .detail(err.to_string()),
+            Error::IdempotencyKeyReused => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .detail(err.to_string()),
+            Error::IdempotencyInFlight => {
+                Self::new(S::CONFLICT, "idempotency-key-in-use", "Request in progress")
+                    .detail(err.to_string())
+            }
+            Error::OriginNotAllowed => {
+                Self::new(S::FORBIDDEN, "origin-not-allowed", "Origin not allowed")
+                    .detail(err.to_string())
+            }
+            Error::Bind { .. } | Error::Serve(_) | Error::Redis(_) => {
                 Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
             }
         }
     }
+}
+
+/// The field poem-openapi names in an "unknown field `x`." parse error.
+fn unknown_field(reason: &str) -> Option<&str> {
+    let rest = &reason[reason.find("unknown field `")? + "unknown field `".len()..];
+    rest.split_once('`').map(|(name, _)| name)
 }
 
 impl ResponseError for Error {

@@ -19,6 +19,12 @@ pub struct GatewaySettings {
     /// Retries of an idempotent read after a timeout or a missing service.
     #[arg(long = "rpc-retries", env = "JETSHOP_RPC_RETRIES", default_value_t = 1)]
     pub rpc_retries: u32,
+    /// Rate limits, idempotency keys and their Redis.
+    #[command(flatten)]
+    pub limits: crate::limits::LimitSettings,
+    /// Body size limit and CORS.
+    #[command(flatten)]
+    pub hardening: crate::hardening::HardeningSettings,
 }
 
 impl GatewaySettings {
@@ -33,6 +39,8 @@ impl GatewaySettings {
             http_addr: addr,
             rpc_timeout: Self::DEFAULT_RPC_TIMEOUT,
             rpc_retries: Self::DEFAULT_RPC_RETRIES,
+            limits: Default::default(),
+            hardening: Default::default(),
         }
     }
 }
@@ -56,6 +64,14 @@ mod tests {
         assert_eq!(parsed.http_addr, built.http_addr);
         assert_eq!(parsed.rpc_timeout, built.rpc_timeout);
         assert_eq!(parsed.rpc_retries, built.rpc_retries);
+        assert_eq!(
+            format!("{:?}", parsed.limits),
+            format!("{:?}", built.limits)
+        );
+        assert_eq!(
+            format!("{:?}", parsed.hardening),
+            format!("{:?}", built.hardening)
+        );
     }
 
     #[test]
