@@ -24,6 +24,26 @@ pub enum Error {
     /// A call to a service behind the gateway did not succeed.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// A command could not be handed to JetStream.
+    #[error("cannot send the command: {0}")]
+    Publish(#[source] jetshop_platform::Error),
+    /// The request's credentials are missing, invalid or not enough.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::guard::AuthError),
+    /// The OAuth signing keys could not be loaded.
+    #[error("OAuth signing keys: {0}")]
+    Keys(#[from] crate::auth::keys::KeyError),
+    /// The HTTP client for the external issuer could not be built.
+    #[error("HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// A request field is invalid in a way the schema cannot say.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
     /// Redis, for rate limits and idempotency keys, is configured wrongly.
     #[error("Redis: {0}")]
     Redis(#[source] redis::RedisError),

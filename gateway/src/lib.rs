@@ -11,10 +11,16 @@
 //! - [`limits`]: rate limits per caller and route group (Redis or in process).
 //! - [`idempotency`]: `Idempotency-Key` on `POST`: replays instead of acting twice.
 //! - [`hardening`]: body size limit, security headers, CORS.
+//! - [`auth`]: OAuth 2.0: token validation and scopes on `/v1`, and the
+//!   built-in authorization server (`/oauth/*`, `/.well-known/*`).
+//! - [`users`]: `/v1/users` (register, the caller's own profile).
+//! - [`docs`]: Swagger UI with PKCE sign-in.
 //! - [`trace`]: the per-request span, continuing the caller's `traceparent`.
 //! - [`route`]: the matched route template, for labels.
 //! - [`error`]: the crate's error type.
 
+pub mod auth;
+pub mod docs;
 pub mod error;
 pub mod hardening;
 pub mod health;
@@ -28,6 +34,7 @@ pub mod route;
 pub mod settings;
 pub mod spec;
 pub mod trace;
+pub mod users;
 
 use std::time::Duration;
 
@@ -47,7 +54,22 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 /// The whole HTTP application, ready to serve (or to drive in tests and
 /// benchmarks). The readiness check of the gateway's own NATS connection is
 /// registered by [`run`].
+///
+/// # Panics
+/// When the OAuth signing keys cannot be loaded; [`run`] reports that as
+/// an error instead (it calls [`app_with_auth`]).
 pub fn app(settings: &GatewaySettings, rt: Runtime) -> impl Endpoint + use<> {
+    let auth = auth::Auth::from_settings(&settings.auth, &settings.public_url())
+        .expect("OAuth signing keys");
+    app_with_auth(settings, rt, auth)
+}
+
+/// [`app`] with OAuth already set up.
+pub fn app_with_auth(
+    settings: &GatewaySettings,
+    rt: Runtime,
+    auth: auth::Auth,
+) -> impl Endpoint + use<> {
     jetshop_platform::metrics::install();
     let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries);
     let api = spec::service();
@@ -56,14 +78,25 @@ pub fn app(settings: &GatewaySettings, rt: Runtime) -> impl Endpoint + use<> {
     // A parsed Redis URL always opens; connecting happens on first use.
     let rate_limit = limits::RateLimit::from_settings(&settings.limits).expect("Redis URL");
     let idempotency = idempotency::Idempotency::from_settings(&settings.limits).expect("Redis URL");
-    Route::new()
+    let routes = Route::new()
         .nest_no_strip("/v1", api)
-        .nest(spec::DOCS_PATH, docs)
+        .nest(
+            spec::DOCS_PATH,
+            docs::with_pkce(docs, docs::SWAGGER_CLIENT_ID),
+        )
         .at(spec::SPEC_PATH, get(spec))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
-        .at("/metrics", get(metrics::exposition))
+        .at("/metrics", get(metrics::exposition));
+    // In external issuer mode the issuer's own endpoints serve all this.
+    let routes = match &auth.server {
+        Some(server) => server.mount(routes),
+        None => routes,
+    };
+    routes
         .data(rpc)
+        .data(auth.validator.clone())
+        .data(rt.jetstream())
         .data(rt.health)
         // Innermost first: errors become problems before they are counted,
         // traced and stamped with the request id.
@@ -97,6 +130,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     tracing::info!(?settings, "gateway starting");
+    let auth = auth::Auth::from_settings(&settings.auth, &settings.public_url())?;
+    auth.start(shutdown.clone()).await;
     rt.health
         .add_nats(health::NATS_CHECK, rt.nats.clone())
         .await;
@@ -111,7 +146,7 @@ pub async fn run(
         .map(ToString::to_string)
         .unwrap_or_else(|| addr.to_string());
     tracing::info!(addr = %local, "gateway listening (API under /v1, docs at /docs)");
-    let app = app(&settings, rt);
+    let app = app_with_auth(&settings, rt, auth);
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), Some(GRACEFUL_SHUTDOWN))
         .await

@@ -21,16 +21,22 @@ use poem::{
 };
 use poem_openapi::{
     ApiResponse, Object,
-    error::{ParseParamError, ParsePathError, ParseRequestPayloadError},
+    error::{AuthorizationError, ParseParamError, ParsePathError, ParseRequestPayloadError},
     payload::Json,
     registry::{MetaResponses, Registry},
     types::ToJSON,
 };
 
-use crate::{Error, route};
+use crate::{
+    Error,
+    auth::{guard::AuthError, jwt::TokenError},
+    route,
+};
 
 /// The media type of every error body.
 pub const CONTENT_TYPE: &str = "application/problem+json";
+/// The realm of our `WWW-Authenticate` challenges.
+pub const REALM: &str = "jetshop";
 /// Seconds a client should wait before retrying a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
 /// The `type` of a problem that needs no more than its status to explain it.
@@ -60,6 +66,9 @@ pub struct Problem {
     /// Seconds until a retry may succeed (sent as `Retry-After`).
     #[oai(skip)]
     pub retry_after: Option<u32>,
+    /// The RFC 6750 challenge of a 401 or 403 (sent as `WWW-Authenticate`).
+    #[oai(skip)]
+    pub www_authenticate: Option<String>,
 }
 
 /// One invalid request parameter.
@@ -92,6 +101,7 @@ impl Problem {
             instance: None,
             errors: None,
             retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS),
+            www_authenticate: None,
         }
     }
 
@@ -115,6 +125,9 @@ impl Problem {
     /// inside a `poem::Error`).
     pub fn from_poem(err: &poem::Error) -> Self {
         if let Some(ours) = err.downcast_ref::<Error>() {
+            return Self::from(ours);
+        }
+        if let Some(Guarded(ours)) = err.downcast_ref::<Guarded>() {
             return Self::from(ours);
         }
         let invalid = |name: &str, reason: &str| {
@@ -152,6 +165,13 @@ impl Problem {
             }
             return p;
         }
+        if err.is::<AuthorizationError>() {
+            // No credentials at all: RFC 6750 section 3.1 says to name no error code.
+            let mut p = Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .detail("this operation needs a bearer access token");
+            p.www_authenticate = Some(bearer_challenge(None));
+            return p;
+        }
         if err.is::<NotFoundError>() {
             return Self::from_status(StatusCode::NOT_FOUND).detail("no such route");
         }
@@ -179,6 +199,14 @@ impl Problem {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         resp
     }
 }
@@ -191,8 +219,21 @@ impl From<&Error> for Problem {
             Error::Call(CallError::Remote(remote)) => {
                 match remote.code {
                     ErrorCode::BadRequest => {
-                        Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
-                            .detail(remote.message.clone())
+                        let mut p = Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
+                            .detail(remote.message.clone());
+                        // Services name the offending field in the details.
+                        if let Some(field) = remote
+                            .details
+                            .as_ref()
+                            .and_then(|d| d.get("field"))
+                            .and_then(|f| f.as_str())
+                        {
+                            p.errors = Some(vec![InvalidParam {
+                                name: field.to_owned(),
+                                reason: remote.message.clone(),
+                            }]);
+                        }
+                        p
                     }
                     ErrorCode::Unauthorized => {
                         Self::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized")
@@ -232,6 +273,63 @@ impl From<&Error> for Problem {
             Error::Call(CallError::BadReply { .. }) => {
                 Self::new(S::BAD_GATEWAY, "bad-reply", "Bad reply from a service")
                     .detail("a service behind the gateway answered with an unreadable reply")
+            }
+            Error::Invalid { field, reason } => {
+                let mut p = Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
+                    .detail(format!("{field}: {reason}"));
+                p.errors = Some(vec![InvalidParam {
+                    name: (*field).to_owned(),
+                    reason: (*reason).to_owned(),
+                }]);
+                p
+            }
+            Error::Publish(_) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+            )
+            .detail("the command could not be queued; retry later"),
+            Error::Auth(auth) => {
+                let (status, slug, title, error, extra) = match auth {
+                    AuthError::InvalidToken(TokenError::IssuerUnavailable) => {
+                        return Self::new(
+                            S::SERVICE_UNAVAILABLE,
+                            "issuer-unavailable",
+                            "Token issuer unavailable",
+                        )
+                        .detail(auth.to_string());
+                    }
+                    AuthError::InvalidToken(_) => (
+                        S::UNAUTHORIZED,
+                        "invalid-token",
+                        "Invalid access token",
+                        "invalid_token",
+                        None,
+                    ),
+                    AuthError::InsufficientScope(scope) => (
+                        S::FORBIDDEN,
+                        "insufficient-scope",
+                        "Insufficient scope",
+                        "insufficient_scope",
+                        Some(format!("scope=\"{scope}\"")),
+                    ),
+                    AuthError::NotAUser => (
+                        S::FORBIDDEN,
+                        "forbidden",
+                        "Forbidden",
+                        "insufficient_scope",
+                        None,
+                    ),
+                };
+                let description = auth.to_string();
+                let mut p = Self::new(status, slug, title).detail(description.clone());
+                let mut params = vec![
+                    format!("error=\"{error}\""),
+                    format!("error_description=\"{description}\""),
+                ];
+                params.extend(extra);
+                p.www_authenticate = Some(bearer_challenge(Some(&params.join(", "))));
+                p
             }
             Error::RateLimited { retry_after } => {
                 let mut p = Self::new(S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
@@ -273,9 +371,11 @@ impl From<&Error> for Problem {
                 Self::new(S::FORBIDDEN, "origin-not-allowed", "Origin not allowed")
                     .detail(err.to_string())
             }
-            Error::Bind { .. } | Error::Serve(_) | Error::Redis(_) => {
-                Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-            }
+            Error::Bind { .. }
+            | Error::Serve(_)
+            | Error::Keys(_)
+            | Error::HttpClient(_)
+            | Error::Redis(_) => Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
 }
@@ -286,6 +386,14 @@ fn unknown_field(reason: &str) -> Option<&str> {
     rest.split_once('`').map(|(name, _)| name)
 }
 
+/// An RFC 6750 `Bearer` challenge in our realm, with `params` when given.
+fn bearer_challenge(params: Option<&str>) -> String {
+    match params {
+        Some(params) => format!("Bearer realm=\"{REALM}\", {params}"),
+        None => format!("Bearer realm=\"{REALM}\""),
+    }
+}
+
 impl ResponseError for Error {
     fn status(&self) -> StatusCode {
         Problem::from(self).status_code()
@@ -293,6 +401,68 @@ impl ResponseError for Error {
 
     fn as_response(&self) -> Response {
         Problem::from(self).into_response()
+    }
+}
+
+/// The errors of an operation that needs an access token: [`Error`], and
+/// the 401 and 403 answers documented for it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Guarded(pub Error);
+
+impl<E: Into<Error>> From<E> for Guarded {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl ResponseError for Guarded {
+    fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    fn as_response(&self) -> Response {
+        self.0.as_response()
+    }
+}
+
+/// The extra answers of an operation that needs an access token.
+#[derive(ApiResponse)]
+#[allow(dead_code, reason = "only its OpenAPI metadata is used")]
+enum DocumentedAuth {
+    /// The access token is missing, malformed, expired, not yet valid, for
+    /// another audience or issuer, or badly signed; `WWW-Authenticate` says why.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(
+        Json<Problem>,
+        /// `Bearer realm="jetshop", error="invalid_token", error_description="..."`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// The token lacks the scope the operation needs, or speaks for another caller.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(
+        Json<Problem>,
+        /// `Bearer realm="jetshop", error="insufficient_scope", scope="..."`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+}
+
+impl ApiResponse for Guarded {
+    fn meta() -> MetaResponses {
+        let mut meta = Documented::meta();
+        let auth = DocumentedAuth::meta();
+        // Keep the statuses in order: 400, 401, 403, 404, ...
+        meta.responses.extend(auth.responses);
+        meta.responses
+            .sort_by_key(|r| r.status.map(|s| s.to_string()).unwrap_or_default());
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        Documented::register(registry);
+        DocumentedAuth::register(registry);
     }
 }
 
@@ -360,7 +530,8 @@ fn with_extensions_of(mut new: Response, mut old: Response) -> Response {
     new
 }
 
-/// Whether an error response still needs converting (not JSON already).
+/// Whether an error response still needs converting (not JSON already,
+/// nor an HTML page meant for a person, such as the OAuth login page).
 fn needs_problem(resp: &Response) -> bool {
     let status = resp.status();
     (status.is_client_error() || status.is_server_error())
@@ -368,7 +539,7 @@ fn needs_problem(resp: &Response) -> bool {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("json"))
+            .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"))
 }
 
 /// Convert a plain-text error response (what Poem answers for errors it

@@ -25,6 +25,9 @@ pub struct GatewaySettings {
     /// Body size limit and CORS.
     #[command(flatten)]
     pub hardening: crate::hardening::HardeningSettings,
+    /// OAuth 2.0: the built-in issuer or an external one, keys, lifetimes.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl GatewaySettings {
@@ -41,6 +44,16 @@ impl GatewaySettings {
             rpc_retries: Self::DEFAULT_RPC_RETRIES,
             limits: Default::default(),
             hardening: Default::default(),
+            auth: crate::auth::AuthSettings::in_memory(),
+        }
+    }
+
+    /// The URL clients reach the gateway at: `--public-url`, or
+    /// `http://<http-addr>` (no trailing slash).
+    pub fn public_url(&self) -> String {
+        match &self.auth.public_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.http_addr),
         }
     }
 }

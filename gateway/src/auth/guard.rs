@@ -1,0 +1,126 @@
+//! The resource server's side of OAuth: the security schemes `/v1`
+//! operations declare (so the OpenAPI document says what each needs), and
+//! the check behind them.
+//!
+//! poem-openapi's `oauth2` and `bearer` schemes accept any token; the
+//! `checker` here validates it ([`Validator`](crate::auth::jwt::Validator))
+//! and yields the [`Principal`]. The `#[oai(scope = ...)]` attribute only
+//! documents a scope, so every operation also calls
+//! [`Authenticated::require`] with the same scope.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::{SecurityScheme, auth::Bearer};
+use uuid::Uuid;
+
+pub use crate::auth::jwt::Principal;
+use crate::{
+    Error,
+    auth::{
+        jwt::{TokenError, Validator},
+        scopes::Scope,
+    },
+};
+
+/// Why an authenticated request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The bearer token is not acceptable (401, `invalid_token`).
+    #[error("{0}")]
+    InvalidToken(#[from] TokenError),
+    /// The token lacks a scope the operation needs (403, `insufficient_scope`).
+    #[error("this operation needs the `{0}` scope")]
+    InsufficientScope(&'static str),
+    /// The token speaks for a client, not an account (403).
+    #[error("this operation needs a token issued to an account")]
+    NotAUser,
+}
+
+async fn check(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let validator = req
+        .data::<Arc<Validator>>()
+        .expect("the token validator is installed as request data");
+    validator
+        .validate(&bearer.token)
+        .await
+        .map_err(|e| Error::Auth(AuthError::InvalidToken(e)).into())
+}
+
+/// OAuth 2.0: authorization code with PKCE (Swagger UI's Authorize button,
+/// public client `swagger-ui`) or client credentials, against the gateway's
+/// own `/oauth/*` endpoints.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "oauth2",
+    ty = "oauth2",
+    flows(
+        authorization_code(
+            authorization_url = "/oauth/authorize",
+            token_url = "/oauth/token",
+            refresh_url = "/oauth/token",
+            scopes = "Scope"
+        ),
+        client_credentials(token_url = "/oauth/token", scopes = "Scope")
+    ),
+    checker = "check"
+)]
+pub struct OAuth2(Principal);
+
+/// A JWT access token in `Authorization: Bearer`, obtained elsewhere.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearer",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "check"
+)]
+pub struct BearerJwt(Principal);
+
+/// An operation that needs a valid access token.
+#[derive(SecurityScheme)]
+pub enum Authenticated {
+    /// Through the OAuth 2.0 flows.
+    OAuth2(OAuth2),
+    /// A bearer token.
+    Bearer(BearerJwt),
+}
+
+impl Authenticated {
+    /// Who the token speaks for.
+    pub fn principal(&self) -> &Principal {
+        match self {
+            Self::OAuth2(OAuth2(p)) | Self::Bearer(BearerJwt(p)) => p,
+        }
+    }
+
+    /// Refuse unless the token grants `scope`.
+    pub fn require(&self, scope: Scope) -> Result<&Principal, Error> {
+        let p = self.principal();
+        if p.has_scope(scope.as_str()) {
+            Ok(p)
+        } else {
+            Err(AuthError::InsufficientScope(scope.as_str()).into())
+        }
+    }
+
+    /// The account the token speaks for; refused for client tokens.
+    pub fn user_id(&self) -> Result<Uuid, Error> {
+        self.principal()
+            .user_id()
+            .ok_or_else(|| AuthError::NotAUser.into())
+    }
+}
+
+/// An operation open to everyone; a token, when sent, is not needed (the
+/// OpenAPI document lists the empty requirement `{}` next to the schemes).
+#[derive(SecurityScheme)]
+pub enum Public {
+    /// Through the OAuth 2.0 flows.
+    OAuth2(OAuth2),
+    /// A bearer token.
+    Bearer(BearerJwt),
+    /// No token.
+    #[oai(fallback)]
+    Anonymous,
+}

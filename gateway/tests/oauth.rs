@@ -1,0 +1,1196 @@
+//! OAuth 2.0 over real HTTP, as clients do it: the built-in authorization
+//! server in front of the real users service (and the real catalog for
+//! product writes) on a real nats-server, the resource server refusing bad
+//! tokens, and external issuer mode against an issuer started here.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, ensure};
+use jetshop_contracts::users::{GrantType, Role};
+use jetshop_gateway::{
+    GatewaySettings,
+    auth::{
+        jwt::{ACCESS_TOKEN_TYP, AccessClaims, sign},
+        keys::{KeyPair, KeyRing},
+        pkce,
+    },
+    run,
+};
+use jetshop_platform::{config::NatsSettings, runtime::Runtime};
+use jetshop_testkit::{NatsServer, TestDb, eventually, free_port};
+use jetshop_users::{
+    UsersSettings,
+    admin::{self, NewClient},
+};
+use poem::{
+    EndpointExt, Route, Server, get, handler,
+    listener::TcpListener,
+    web::{Data, Json},
+};
+use reqwest::{StatusCode, header, redirect::Policy};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(20);
+const ADMIN_EMAIL: &str = "admin@example.com";
+const ADMIN_PASSWORD: &str = "a long admin passphrase";
+const CUSTOMER_EMAIL: &str = "Customer@Example.com";
+const CUSTOMER_PASSWORD: &str = "another long passphrase";
+const NO_LIMITS: &str = "default=100000/60s,auth=100000/60s,writes=100000/60s";
+
+/// What a stack is started with.
+#[derive(Default)]
+struct Options {
+    catalog: bool,
+    /// Sign with this key (so tests can forge tokens with it).
+    signing_key: Option<KeyPair>,
+    /// External issuer mode.
+    issuer: Option<String>,
+}
+
+/// nats-server, the users service (with an admin, a customer, a public and
+/// a confidential client), optionally the catalog, a redirect-URI echo
+/// server, and the gateway.
+struct Stack {
+    base: String,
+    /// Follows no redirects: the tests look at each one.
+    http: reqwest::Client,
+    /// The public client's redirect URI (echoes its query as JSON).
+    redirect_uri: String,
+    machine_secret: String,
+    admin_id: Uuid,
+    customer_id: Uuid,
+    stop: CancellationToken,
+    _key_dir: tempfile::TempDir,
+    _dbs: Vec<TestDb>,
+    _nats: NatsServer,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[handler]
+fn echo(req: &poem::Request) -> Json<HashMap<String, String>> {
+    Json(
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect(),
+    )
+}
+
+async fn serve(app: impl poem::Endpoint + 'static, stop: &CancellationToken) -> String {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        Server::new(TcpListener::bind(addr))
+            .run_with_graceful_shutdown(app, stop.cancelled_owned(), None)
+            .await
+    });
+    format!("http://{addr}")
+}
+
+impl Stack {
+    async fn start(opts: Options) -> Self {
+        jetshop_testkit::init_test_log();
+        let nats = NatsServer::start();
+        let client = jetshop_platform::nats::connect(&NatsSettings::for_url(nats.url()), "test")
+            .await
+            .expect("connect to nats");
+        let rt = Runtime::new(client, 1);
+        let stop = CancellationToken::new();
+        let mut dbs = Vec::new();
+
+        let users_db = TestDb::fresh().await;
+        let db = admin::connect_and_migrate(&users_db.url)
+            .await
+            .expect("users db");
+        let admin = admin::create_user(&db, ADMIN_EMAIL, ADMIN_PASSWORD, &[Role::Admin])
+            .await
+            .expect("admin");
+        let customer =
+            admin::create_user(&db, CUSTOMER_EMAIL, CUSTOMER_PASSWORD, &[Role::Customer])
+                .await
+                .expect("customer");
+        let echo_base = serve(Route::new().at("/cb", get(echo)), &stop).await;
+        let redirect_uri = format!("{echo_base}/cb");
+        admin::create_client(
+            &db,
+            NewClient {
+                client_id: "web".into(),
+                name: "Web <App>".into(),
+                confidential: false,
+                redirect_uris: vec![redirect_uri.clone()],
+                grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                scopes: ["openid", "profile", "email", "catalog:write", "orders:read"]
+                    .map(String::from)
+                    .to_vec(),
+                service_account: None,
+            },
+        )
+        .await
+        .expect("public client");
+        let (_, secret) = admin::create_client(
+            &db,
+            NewClient {
+                client_id: "machine".into(),
+                name: "Machine".into(),
+                confidential: true,
+                redirect_uris: vec![],
+                grant_types: vec![GrantType::ClientCredentials],
+                scopes: vec!["catalog:write".into(), "orders:read".into()],
+                service_account: None,
+            },
+        )
+        .await
+        .expect("confidential client");
+        tokio::spawn(jetshop_users::run(
+            UsersSettings::for_database(users_db.url.clone()),
+            rt.clone(),
+            stop.clone(),
+        ));
+        dbs.push(users_db);
+
+        if opts.catalog {
+            let catalog_db = TestDb::fresh().await;
+            tokio::spawn(jetshop_catalog::run(
+                jetshop_catalog::CatalogSettings::for_database(catalog_db.url.clone()),
+                rt.clone(),
+                stop.clone(),
+            ));
+            dbs.push(catalog_db);
+        }
+
+        let key_dir = tempfile::tempdir().expect("key dir");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut settings = GatewaySettings::for_addr(addr);
+        settings.limits.rate_limit = NO_LIMITS.parse().expect("policy");
+        if let Some(key) = &opts.signing_key {
+            let path = key_dir.path().join("signing.pem");
+            std::fs::write(&path, key.to_pem()).expect("write key");
+            settings.auth.signing_key = Some(path);
+        }
+        settings.auth.issuer = opts
+            .issuer
+            .as_deref()
+            .map(|u| u.parse().expect("issuer url"));
+        tokio::spawn(run(settings, rt.clone(), stop.clone()));
+
+        let stack = Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .expect("http client"),
+            redirect_uri,
+            machine_secret: secret.expect("a confidential client has a secret"),
+            admin_id: admin.id,
+            customer_id: customer.id,
+            stop,
+            _key_dir: key_dir,
+            _dbs: dbs,
+            _nats: nats,
+        };
+        eventually("the gateway to listen", WAIT, || async {
+            stack.http.get(stack.url("/healthz")).send().await.ok()
+        })
+        .await;
+        // The users service answers once its endpoints are registered.
+        if opts.issuer.is_some() {
+            return stack;
+        }
+        eventually("the users service to answer", WAIT, || async {
+            let resp = stack
+                .authorize_page(&stack.auth_query("web", None, None))
+                .await
+                .ok()?;
+            (resp.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+        stack
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Query of an authorization request by the public client.
+    fn auth_query(&self, client_id: &str, challenge: Option<&str>, scope: Option<&str>) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("state", "st&ate=1")
+            .append_pair("nonce", "n-0S6_WzA2Mj");
+        let default_challenge = pkce::challenge(&"v".repeat(43));
+        q.append_pair("code_challenge", challenge.unwrap_or(&default_challenge))
+            .append_pair("code_challenge_method", "S256");
+        if let Some(scope) = scope {
+            q.append_pair("scope", scope);
+        }
+        q.finish()
+    }
+
+    async fn authorize_page(&self, query: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .get(self.url(&format!("/oauth/authorize?{query}")))
+            .send()
+            .await
+    }
+
+    /// Fetch the login page, post the credentials, follow the redirect to
+    /// the client's redirect URI: what the client receives there.
+    async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        verifier: &str,
+        scope: Option<&str>,
+    ) -> Result<HashMap<String, String>> {
+        let query = self.auth_query("web", Some(&pkce::challenge(verifier)), scope);
+        let page = self.authorize_page(&query).await?;
+        ensure!(
+            page.status() == StatusCode::OK,
+            "login page: {}",
+            page.status()
+        );
+        ensure!(
+            page.headers()[header::CACHE_CONTROL] == "no-store",
+            "the login page must not be cached"
+        );
+        let html = page.text().await?;
+        ensure!(
+            html.contains("Web &lt;App&gt;"),
+            "client name shown, escaped"
+        );
+        let request = hidden_request(&html)?;
+        let resp = self
+            .http
+            .post(self.url("/oauth/authorize"))
+            .form(&[
+                ("request", request.as_str()),
+                ("email", email),
+                ("password", password),
+            ])
+            .send()
+            .await?;
+        ensure!(
+            resp.status() == StatusCode::SEE_OTHER,
+            "login answered {}",
+            resp.status()
+        );
+        let location = resp.headers()[header::LOCATION].to_str()?.to_owned();
+        ensure!(
+            location.starts_with(&format!("{}?", self.redirect_uri)),
+            "{location}"
+        );
+        Ok(self.http.get(location).send().await?.json().await?)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    async fn exchange(&self, code: &str, verifier: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &self.redirect_uri),
+            ("client_id", "web"),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+
+    /// Tokens for the admin through the full code flow.
+    async fn tokens_for(&self, email: &str, password: &str, scope: Option<&str>) -> Result<Value> {
+        let verifier = pkce_verifier();
+        let got = self.login(email, password, &verifier, scope).await?;
+        let resp = self.exchange(&got["code"], &verifier).await;
+        ensure!(
+            resp.status() == StatusCode::OK,
+            "exchange: {}",
+            resp.status()
+        );
+        Ok(resp.json().await?)
+    }
+
+    async fn machine_token(&self, scope: Option<&str>) -> Result<Value> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let resp = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth("machine", Some(&self.machine_secret))
+            .form(&form)
+            .send()
+            .await?;
+        ensure!(
+            resp.status() == StatusCode::OK,
+            "client credentials: {}",
+            resp.status()
+        );
+        Ok(resp.json().await?)
+    }
+
+    async fn get_with(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+fn pkce_verifier() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+fn hidden_request(html: &str) -> Result<String> {
+    let start = html
+        .find(r#"name="request" value=""#)
+        .context("no signed request in the login form")?
+        + r#"name="request" value=""#.len();
+    let end = html[start..].find('"').context("unterminated value")?;
+    Ok(html[start..start + end].to_owned())
+}
+
+/// An RFC 6749 error body with `Cache-Control: no-store`.
+async fn oauth_error(resp: reqwest::Response) -> Result<(StatusCode, String)> {
+    let status = resp.status();
+    ensure!(
+        resp.headers()
+            .get(header::CACHE_CONTROL)
+            .is_some_and(|v| v == "no-store"),
+        "token errors are not cached"
+    );
+    let body: Value = resp.json().await?;
+    ensure!(body["error_description"].is_string(), "{body}");
+    Ok((status, body["error"].as_str().context("error")?.to_owned()))
+}
+
+/// A 401 or 403 problem with its `WWW-Authenticate` challenge.
+async fn challenge(resp: reqwest::Response) -> Result<(StatusCode, String)> {
+    let status = resp.status();
+    let www = resp
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .with_context(|| format!("WWW-Authenticate missing on a {status}"))?
+        .to_str()?
+        .to_owned();
+    ensure!(
+        resp.headers()[header::CONTENT_TYPE] == "application/problem+json",
+        "problem body"
+    );
+    ensure!(www.starts_with(r#"Bearer realm="jetshop""#), "{www}");
+    Ok((status, www))
+}
+
+#[tokio::test]
+async fn authorization_code_flow_with_pkce() -> Result<()> {
+    let stack = Stack::start(Options::default()).await;
+
+    let verifier = pkce_verifier();
+    let got = stack
+        .login(
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+            &verifier,
+            Some("openid email catalog:write"),
+        )
+        .await?;
+    assert_eq!(got["state"], "st&ate=1", "state comes back intact");
+    assert_eq!(got["iss"], stack.base, "RFC 9207 issuer");
+    let code = got["code"].clone();
+
+    // A wrong verifier is refused, and burns the code.
+    let resp = stack.exchange(&code, &pkce_verifier()).await;
+    assert_eq!(
+        oauth_error(resp).await?,
+        (StatusCode::BAD_REQUEST, "invalid_grant".into())
+    );
+    let resp = stack.exchange(&code, &verifier).await;
+    assert_eq!(oauth_error(resp).await?.1, "invalid_grant");
+
+    // A fresh code exchanges once.
+    let verifier = pkce_verifier();
+    let got = stack
+        .login(
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+            &verifier,
+            Some("openid email catalog:write"),
+        )
+        .await?;
+    let resp = stack.exchange(&got["code"], &verifier).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    let tokens: Value = resp.json().await?;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert_eq!(tokens["scope"], "catalog:write email openid");
+    let access = tokens["access_token"].as_str().context("access_token")?;
+    assert!(tokens["id_token"].is_string(), "openid asked: an ID token");
+    assert!(tokens["refresh_token"].is_string());
+    // Code reuse is refused.
+    let resp = stack.exchange(&got["code"], &verifier).await;
+    assert_eq!(oauth_error(resp).await?.1, "invalid_grant");
+
+    // The token works on /v1 and at userinfo.
+    let me: Value = stack.get_with("/v1/users/me", access).await.json().await?;
+    assert_eq!(me["id"], stack.admin_id.to_string());
+    assert_eq!(me["roles"], json!(["admin"]));
+    let info: Value = stack
+        .get_with("/oauth/userinfo", access)
+        .await
+        .json()
+        .await?;
+    assert_eq!(info["sub"], stack.admin_id.to_string());
+    assert_eq!(info["email"], ADMIN_EMAIL);
+
+    // The header of the access token names a published key.
+    let header = jsonwebtoken::decode_header(access)?;
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let jwks: Value = stack
+        .http
+        .get(stack.url("/.well-known/jwks.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .context("keys")?
+            .iter()
+            .any(|k| k["kid"] == header.kid.clone().unwrap()),
+        "{jwks}"
+    );
+    let discovery: Value = stack
+        .http
+        .get(stack.url("/.well-known/openid-configuration"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(discovery["issuer"], stack.base);
+    assert_eq!(discovery["token_endpoint"], stack.url("/oauth/token"));
+    assert_eq!(
+        discovery["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn authorization_requests_are_checked() -> Result<()> {
+    let stack = Stack::start(Options::default()).await;
+
+    // A redirect URI that is not registered is shown on the page, never followed.
+    let query = stack
+        .auth_query("web", None, None)
+        .replace("%2Fcb", "%2Fevil");
+    let resp = stack.authorize_page(&query).await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get(header::LOCATION).is_none());
+    assert!(
+        resp.text()
+            .await?
+            .contains("redirect_uri is not registered")
+    );
+    // So is an unknown client.
+    let resp = stack
+        .authorize_page(&stack.auth_query("nobody", None, None))
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get(header::LOCATION).is_none());
+
+    // Other errors go back to the client with `error` and `state`.
+    let back = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let location = resp.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let query: HashMap<String, String> = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(query["state"], "st&ate=1");
+        query["error"].clone()
+    };
+    let plain = stack
+        .auth_query("web", None, None)
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    assert_eq!(
+        back(stack.authorize_page(&plain).await?).await,
+        "invalid_request"
+    );
+    let no_pkce: String = stack
+        .auth_query("web", None, None)
+        .split('&')
+        .filter(|p| !p.starts_with("code_challenge"))
+        .collect::<Vec<_>>()
+        .join("&");
+    assert_eq!(
+        back(stack.authorize_page(&no_pkce).await?).await,
+        "invalid_request"
+    );
+    let implicit = stack
+        .auth_query("web", None, None)
+        .replace("response_type=code", "response_type=token");
+    assert_eq!(
+        back(stack.authorize_page(&implicit).await?).await,
+        "unsupported_response_type"
+    );
+    let scope = stack.auth_query("web", None, Some("users:admin"));
+    assert_eq!(
+        back(stack.authorize_page(&scope).await?).await,
+        "invalid_scope"
+    );
+
+    // A wrong password shows the page again; a tampered request is refused.
+    let page = stack
+        .authorize_page(&stack.auth_query("web", None, None))
+        .await?
+        .text()
+        .await?;
+    let request = hidden_request(&page)?;
+    let resp = stack
+        .http
+        .post(stack.url("/oauth/authorize"))
+        .form(&[
+            ("request", request.as_str()),
+            ("email", ADMIN_EMAIL),
+            ("password", "wrong password!!"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.text()
+            .await?
+            .contains("email or password is incorrect")
+    );
+    let tampered = format!("{}x", &request[..request.len() - 1]);
+    let resp = stack
+        .http
+        .post(stack.url("/oauth/authorize"))
+        .form(&[
+            ("request", tampered.as_str()),
+            ("email", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get(header::LOCATION).is_none());
+
+    // A customer asking for catalog:write does not get it.
+    let tokens = stack
+        .tokens_for(
+            CUSTOMER_EMAIL,
+            CUSTOMER_PASSWORD,
+            Some("openid catalog:write"),
+        )
+        .await?;
+    assert_eq!(tokens["scope"], "openid");
+
+    // The password and implicit grants are not offered.
+    let resp = stack
+        .token(&[
+            ("grant_type", "password"),
+            ("username", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+            ("client_id", "web"),
+        ])
+        .await;
+    assert_eq!(oauth_error(resp).await?.1, "unsupported_grant_type");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family() -> Result<()> {
+    let stack = Stack::start(Options::default()).await;
+    let tokens = stack
+        .tokens_for(ADMIN_EMAIL, ADMIN_PASSWORD, Some("openid catalog:write"))
+        .await?;
+    let first = tokens["refresh_token"]
+        .as_str()
+        .context("refresh_token")?
+        .to_owned();
+
+    let refresh = |token: String| {
+        let stack = &stack;
+        async move {
+            stack
+                .token(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &token),
+                    ("client_id", "web"),
+                ])
+                .await
+        }
+    };
+    let resp = refresh(first.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rotated: Value = resp.json().await?;
+    let second = rotated["refresh_token"]
+        .as_str()
+        .context("rotated")?
+        .to_owned();
+    assert_ne!(first, second, "rotated on use");
+    assert_eq!(rotated["scope"], "catalog:write openid");
+    assert_eq!(
+        stack
+            .get_with("/v1/users/me", rotated["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Presenting the first token again revokes the family: the second dies too.
+    assert_eq!(oauth_error(refresh(first).await).await?.1, "invalid_grant");
+    assert_eq!(oauth_error(refresh(second).await).await?.1, "invalid_grant");
+
+    // Revocation (RFC 7009): 200, and the token is dead; unknown tokens are 200 too.
+    let tokens = stack.tokens_for(ADMIN_EMAIL, ADMIN_PASSWORD, None).await?;
+    let token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    for t in [
+        token.as_str(),
+        "no-such-token",
+        tokens["access_token"].as_str().unwrap(),
+    ] {
+        let resp = stack
+            .http
+            .post(stack.url("/oauth/revoke"))
+            .form(&[("token", t), ("client_id", "web")])
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(oauth_error(refresh(token).await).await?.1, "invalid_grant");
+    Ok(())
+}
+
+#[tokio::test]
+async fn client_credentials_and_admin_product_writes() -> Result<()> {
+    let stack = Stack::start(Options {
+        catalog: true,
+        ..Default::default()
+    })
+    .await;
+
+    // Wrong secrets and public clients are refused.
+    let resp = stack
+        .http
+        .post(stack.url("/oauth/token"))
+        .basic_auth("machine", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?;
+    assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_some());
+    assert_eq!(
+        oauth_error(resp).await?,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    let resp = stack
+        .token(&[("grant_type", "client_credentials"), ("client_id", "web")])
+        .await;
+    assert_eq!(oauth_error(resp).await?.1, "unauthorized_client");
+    // The secret in the form works too; a scope it was not given does not.
+    let resp = stack
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "machine"),
+            ("client_secret", &stack.machine_secret),
+            ("scope", "users:admin"),
+        ])
+        .await;
+    assert_eq!(oauth_error(resp).await?.1, "invalid_scope");
+
+    let machine = stack.machine_token(Some("catalog:write")).await?;
+    assert!(machine.get("refresh_token").is_none());
+    let token = machine["access_token"].as_str().context("access_token")?;
+
+    // No token: 401 with a bare challenge; a token without the scope: 403.
+    let body = json!({"sku": "api-1", "name": "From the API", "price": {"amount_minor": 1250, "currency": "eur"}, "stock": 3});
+    let resp = stack
+        .http
+        .post(stack.url("/v1/products"))
+        .json(&body)
+        .send()
+        .await?;
+    let (status, www) = challenge(resp).await?;
+    assert_eq!(
+        (status, www.as_str()),
+        (StatusCode::UNAUTHORIZED, r#"Bearer realm="jetshop""#)
+    );
+    let reader = stack.machine_token(Some("orders:read")).await?;
+    let resp = stack
+        .http
+        .post(stack.url("/v1/products"))
+        .bearer_auth(reader["access_token"].as_str().unwrap())
+        .json(&body)
+        .send()
+        .await?;
+    let (status, www) = challenge(resp).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        www.contains(r#"error="insufficient_scope""#) && www.contains(r#"scope="catalog:write""#),
+        "{www}"
+    );
+
+    // Bad bodies are 400 problems, not dead letters.
+    for bad in [
+        json!({"sku": "bad sku!", "name": "x", "price": {"amount_minor": 1, "currency": "EUR"}}),
+        json!({"sku": "ok", "name": "x", "price": {"amount_minor": -1, "currency": "EUR"}}),
+        json!({"sku": "ok", "name": "x", "price": {"amount_minor": 1, "currency": "EUR"}, "colour": "red"}),
+    ] {
+        let resp = stack
+            .http
+            .post(stack.url("/v1/products"))
+            .bearer_auth(token)
+            .json(&bad)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // 202 with a Location that serves the product shortly after.
+    let resp = eventually("the catalog's command stream", WAIT, || async {
+        let resp = stack
+            .http
+            .post(stack.url("/v1/products"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        (resp.status() != StatusCode::SERVICE_UNAVAILABLE).then_some(resp)
+    })
+    .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()[header::LOCATION].to_str()?.to_owned();
+    let accepted: Value = resp.json().await?;
+    assert_eq!(
+        location,
+        format!("/v1/products/{}", accepted["id"].as_str().unwrap())
+    );
+    let product: Value = eventually("the product to appear", WAIT, || async {
+        let resp = stack.http.get(stack.url(&location)).send().await.ok()?;
+        (resp.status() == StatusCode::OK).then_some(resp.json().await.ok()?)
+    })
+    .await;
+    assert_eq!(
+        (product["sku"].as_str(), product["stock"].as_i64()),
+        (Some("API-1"), Some(3))
+    );
+    assert_eq!(product["price"]["currency"], "EUR");
+
+    // PATCH and PUT stock.
+    let resp = stack
+        .http
+        .patch(stack.url(&location))
+        .bearer_auth(token)
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let resp = stack
+        .http
+        .put(stack.url(&format!("{location}/stock")))
+        .bearer_auth(token)
+        .json(&json!({"stock": 10}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    eventually("both changes to show", WAIT, || async {
+        let p: Value = stack
+            .http
+            .get(stack.url(&location))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (p["name"] == "Renamed" && p["stock"] == 10).then_some(())
+    })
+    .await;
+    let resp = stack
+        .http
+        .patch(stack.url(&location))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = stack
+        .http
+        .put(stack.url(&format!("/v1/products/{}/stock", Uuid::new_v4())))
+        .bearer_auth(token)
+        .json(&json!({"stock": 1}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // A client token speaks for no account.
+    let resp = stack.get_with("/v1/users/me", token).await;
+    assert_eq!(challenge(resp).await?.0, StatusCode::FORBIDDEN);
+    Ok(())
+}
+
+fn claims(stack_base: &str, sub: Uuid) -> AccessClaims {
+    let now = chrono::Utc::now().timestamp();
+    AccessClaims {
+        iss: stack_base.to_owned(),
+        sub: sub.to_string(),
+        aud: "jetshop".into(),
+        exp: now + 300,
+        nbf: now,
+        iat: now,
+        jti: Uuid::new_v4().to_string(),
+        scope: "catalog:write".into(),
+        client_id: "web".into(),
+        roles: vec!["admin".into()],
+    }
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_a_challenge() -> Result<()> {
+    let key = KeyPair::generate();
+    let pem = key.to_pem();
+    let stack = Stack::start(Options {
+        signing_key: Some(key),
+        ..Default::default()
+    })
+    .await;
+    let key = KeyPair::from_pem(&pem).context("key")?;
+    let good = claims(&stack.base, stack.admin_id);
+    let now = chrono::Utc::now().timestamp();
+    let at = |c: &AccessClaims| sign(&key, ACCESS_TOKEN_TYP, c);
+
+    // Our key, our claims: accepted (the control case).
+    assert_eq!(
+        stack.get_with("/v1/users/me", &at(&good)).await.status(),
+        StatusCode::OK
+    );
+
+    let b64 = |v: Value| jetshop_gateway::auth::b64url(v.to_string().as_bytes());
+    let body = b64(serde_json::to_value(&good)?);
+    let hs256 = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some(key.kid().to_owned());
+        h.typ = Some(ACCESS_TOKEN_TYP.into());
+        jsonwebtoken::encode(
+            &h,
+            &good,
+            &jsonwebtoken::EncodingKey::from_secret(b"guessable"),
+        )?
+    };
+    let cases = [
+        (
+            "forged",
+            sign(&KeyPair::generate(), ACCESS_TOKEN_TYP, &good),
+            "unknown key",
+        ),
+        (
+            "expired",
+            at(&AccessClaims {
+                exp: now - 120,
+                ..good.clone()
+            }),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            at(&AccessClaims {
+                nbf: now + 600,
+                ..good.clone()
+            }),
+            "not valid yet",
+        ),
+        (
+            "wrong audience",
+            at(&AccessClaims {
+                aud: "other-api".into(),
+                ..good.clone()
+            }),
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            at(&AccessClaims {
+                iss: "http://evil.example".into(),
+                ..good.clone()
+            }),
+            "issuer",
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{body}.",
+                b64(json!({"alg": "none", "typ": "at+jwt", "kid": key.kid()}))
+            ),
+            "algorithm",
+        ),
+        ("HS256", hs256, "algorithm"),
+        ("garbage", "not.a.jwt".to_owned(), "malformed"),
+    ];
+    for (name, token, why) in cases {
+        let resp = stack.get_with("/v1/users/me", &token).await;
+        let (status, www) = challenge(resp).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+        assert!(www.contains(r#"error="invalid_token""#), "{name}: {www}");
+        assert!(www.contains(why), "{name}: {www}");
+        assert!(!www.contains(&token), "{name}: the token is echoed");
+    }
+
+    // Public reads ignore tokens; the spec says so.
+    let resp = stack.get_with("/v1/products", "not.a.jwt").await;
+    assert_ne!(resp.status(), StatusCode::UNAUTHORIZED);
+    let spec: Value = stack
+        .http
+        .get(stack.url("/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let create = &spec["paths"]["/v1/products"]["post"];
+    assert_eq!(
+        create["security"][0]["oauth2"],
+        json!(["catalog:write"]),
+        "{create}"
+    );
+    assert!(create["responses"]["401"].is_object() && create["responses"]["403"].is_object());
+    let list = &spec["paths"]["/v1/products"]["get"]["security"];
+    assert!(
+        list.as_array().context("security")?.contains(&json!({})),
+        "{list}"
+    );
+    let flows = &spec["components"]["securitySchemes"]["oauth2"]["flows"];
+    assert_eq!(
+        flows["authorizationCode"]["authorizationUrl"],
+        "/oauth/authorize"
+    );
+
+    // Swagger UI signs in with PKCE as swagger-ui.
+    let docs = stack
+        .http
+        .get(stack.url("/docs"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(docs.contains("usePkceWithAuthorizationCodeGrant: true"));
+    assert!(docs.contains(r#"clientId: "swagger-ui""#));
+    Ok(())
+}
+
+#[tokio::test]
+async fn registration_and_profile() -> Result<()> {
+    let stack = Stack::start(Options::default()).await;
+    let register = |body: Value| {
+        let stack = &stack;
+        async move {
+            stack
+                .http
+                .post(stack.url("/v1/users"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = register(json!({"email": "New.Person@Example.com", "password": "correct horse battery", "display_name": "New"})).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp.headers()[header::LOCATION].to_str()?.to_owned();
+    let user: Value = resp.json().await?;
+    assert_eq!(user["email"], "new.person@example.com");
+    assert_eq!(user["roles"], json!(["customer"]));
+    assert_eq!(
+        location,
+        format!("/v1/users/{}", user["id"].as_str().unwrap())
+    );
+
+    // The same email in another case is taken.
+    let resp =
+        register(json!({"email": "NEW.person@example.COM", "password": "another fine passphrase"}))
+            .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    // Weak password, malformed email, unknown field: 400 naming the field.
+    for (body, field) in [
+        (
+            json!({"email": "weak@example.com", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"email": "weak@example.com", "password": "password1234"}),
+            "password",
+        ),
+        (
+            json!({"email": "not-an-email", "password": "a fine long passphrase"}),
+            "email",
+        ),
+        (
+            json!({"email": "x@example.com", "password": "a fine long passphrase", "role": "admin"}),
+            "role",
+        ),
+    ] {
+        let resp = register(body.clone()).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+        let problem: Value = resp.json().await?;
+        assert!(problem.to_string().contains(field), "{body}: {problem}");
+    }
+
+    // The new customer signs in, sees and changes only their own account.
+    let tokens = stack
+        .tokens_for(
+            "new.person@example.com",
+            "correct horse battery",
+            Some("openid"),
+        )
+        .await?;
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        stack.get_with(&location, token).await.status(),
+        StatusCode::OK
+    );
+    let other = stack
+        .get_with(&format!("/v1/users/{}", stack.customer_id), token)
+        .await;
+    assert_eq!(challenge(other).await?.0, StatusCode::FORBIDDEN);
+    let resp = stack
+        .http
+        .patch(stack.url("/v1/users/me"))
+        .bearer_auth(token)
+        .json(&json!({"display_name": "Renamed Person"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.json::<Value>().await?["display_name"],
+        "Renamed Person"
+    );
+    Ok(())
+}
+
+/// A minimal OpenID Connect issuer: discovery and JWKS from a key ring.
+#[derive(Clone)]
+struct TestIssuer {
+    base: String,
+    ring: Arc<KeyRing>,
+}
+
+#[handler]
+fn test_discovery(Data(issuer): Data<&TestIssuer>) -> Json<Value> {
+    Json(json!({"issuer": issuer.base, "jwks_uri": format!("{}/keys", issuer.base)}))
+}
+
+#[handler]
+fn test_jwks(Data(issuer): Data<&TestIssuer>) -> Json<Value> {
+    Json(serde_json::to_value(issuer.ring.jwks()).unwrap())
+}
+
+#[tokio::test]
+async fn external_issuer_mode_follows_key_rotation() -> Result<()> {
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    // The issuer's URL must be known before it serves.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let issuer = TestIssuer {
+        base: base.clone(),
+        ring: Arc::new(KeyRing::ephemeral(Duration::from_secs(900))),
+    };
+    let app = Route::new()
+        .at("/.well-known/openid-configuration", get(test_discovery))
+        .at("/keys", get(test_jwks))
+        .data(issuer.clone());
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        Server::new(TcpListener::bind(format!("127.0.0.1:{port}")))
+            .run_with_graceful_shutdown(app, stop2.cancelled_owned(), None)
+            .await
+    });
+
+    let stack = Stack::start(Options {
+        issuer: Some(base.clone()),
+        ..Default::default()
+    })
+    .await;
+    let external_token = |ring: &KeyRing| {
+        let c = AccessClaims {
+            iss: base.clone(),
+            ..claims(&base, stack.customer_id)
+        };
+        sign(&ring.current(), "JWT", &c)
+    };
+    let token = external_token(&issuer.ring);
+    let me = eventually("the external token to be accepted", WAIT, || async {
+        let resp = stack.get_with("/v1/users/me", &token).await;
+        (resp.status() == StatusCode::OK).then_some(resp)
+    })
+    .await;
+    assert_eq!(
+        me.json::<Value>().await?["id"],
+        stack.customer_id.to_string()
+    );
+
+    // Our own server is not mounted.
+    for path in [
+        "/oauth/token",
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ] {
+        let resp = stack.http.get(stack.url(path)).send().await?;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    // A token of our kind, signed by another key, is still refused.
+    let forged = sign(
+        &KeyPair::generate(),
+        "JWT",
+        &AccessClaims {
+            iss: base.clone(),
+            ..claims(&base, stack.customer_id)
+        },
+    );
+    assert_eq!(
+        challenge(stack.get_with("/v1/users/me", &forged).await)
+            .await?
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The issuer rotates: the new kid is fetched (at most once per 10 s).
+    issuer.ring.rotate()?;
+    let rotated = external_token(&issuer.ring);
+    eventually(
+        "the rotated key to be picked up",
+        Duration::from_secs(30),
+        || async {
+            (stack.get_with("/v1/users/me", &rotated).await.status() == StatusCode::OK)
+                .then_some(())
+        },
+    )
+    .await;
+    // Tokens of the previous key still pass while it is published.
+    assert_eq!(
+        stack.get_with("/v1/users/me", &token).await.status(),
+        StatusCode::OK
+    );
+    Ok(())
+}
