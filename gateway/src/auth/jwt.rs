@@ -459,6 +459,33 @@ mod tests {
         assert!(v.validate(&new).await.is_ok());
     }
 
+    /// Prints what minting and validating one access token costs in this
+    /// build (no assertion on time: the figures are for the docs).
+    #[tokio::test]
+    async fn cost_of_minting_and_validating() {
+        const N: u32 = 500;
+        let (ring, v) = setup();
+        let key = ring.current();
+        let c = claims();
+        let started = std::time::Instant::now();
+        let tokens: Vec<String> = (0..N).map(|_| sign(&key, ACCESS_TOKEN_TYP, &c)).collect();
+        let mint = started.elapsed() / N;
+        let started = std::time::Instant::now();
+        for token in &tokens {
+            v.validate(token).await.unwrap();
+        }
+        let validate = started.elapsed() / N;
+        let build = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        println!(
+            "EdDSA access token ({build} build, {} bytes): mint {mint:?}, validate {validate:?} per token",
+            tokens[0].len()
+        );
+    }
+
     #[test]
     fn client_tokens_have_no_user() {
         let p = Principal {
