@@ -295,7 +295,7 @@ pub fn verify_local<T: DeserializeOwned>(
         return Err(TokenError::Algorithm);
     }
     let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-    let key = ring.find(kid).ok_or(TokenError::UnknownKey)?;
+    let key = ring.find_or_reload(kid).ok_or(TokenError::UnknownKey)?;
     decode(token, key.decoding(), header.alg, issuer, audience)
 }
 

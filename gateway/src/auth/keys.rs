@@ -22,7 +22,7 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
@@ -35,6 +35,9 @@ use jsonwebtoken::{
 };
 
 use crate::auth::b64url;
+
+/// Least time between two reloads caused by an unknown `kid`.
+pub const LOOKUP_RELOAD: Duration = Duration::from_secs(5);
 
 /// Why keys could not be loaded or stored.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +176,8 @@ pub struct KeyRing {
     source: Source,
     /// How long a retired key stays published (the access-token lifetime).
     grace: Duration,
+    /// When an unknown `kid` last made us re-read the source.
+    last_lookup_reload: std::sync::Mutex<Option<Instant>>,
 }
 
 impl KeyRing {
@@ -203,6 +208,7 @@ impl KeyRing {
             ring: RwLock::new(Ring { current, retired }),
             source: Source::Dir(dir.to_owned()),
             grace,
+            last_lookup_reload: Default::default(),
         })
     }
 
@@ -214,6 +220,7 @@ impl KeyRing {
             }),
             source,
             grace,
+            last_lookup_reload: Default::default(),
         }
     }
 
@@ -233,6 +240,29 @@ impl KeyRing {
             .iter()
             .find(|r| r.key.kid() == kid && r.until > now)
             .map(|r| r.key.clone())
+    }
+
+    /// [`find`](Self::find), re-reading the key source first when the `kid`
+    /// is unknown (another replica may have just rotated), at most once per
+    /// [`LOOKUP_RELOAD`] so that made-up `kid`s cost nothing.
+    pub fn find_or_reload(&self, kid: &str) -> Option<Arc<KeyPair>> {
+        if let Some(key) = self.find(kid) {
+            return Some(key);
+        }
+        if matches!(self.source, Source::Memory) {
+            return None;
+        }
+        {
+            let mut last = self.last_lookup_reload.lock().expect("reload lock");
+            if last.is_some_and(|t| t.elapsed() < LOOKUP_RELOAD) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(err) = self.reload() {
+            tracing::warn!(error = %err, "cannot reload the OAuth signing keys");
+        }
+        self.find(kid)
     }
 
     /// Every published public key, current first.
@@ -427,8 +457,14 @@ mod tests {
         assert_eq!(again.current().kid(), new);
         assert!(again.find(&kid).is_some());
         let restarted = KeyRing::from_dir(dir.path(), GRACE).unwrap();
-        assert_eq!(restarted.current().kid(), new);
-        assert!(restarted.find(&kid).is_some());
+        // A replica that has not reloaded yet finds the new kid on demand.
+        std::thread::sleep(Duration::from_millis(20));
+        let newest = restarted.rotate().unwrap();
+        assert!(again.find(&newest).is_none());
+        assert!(again.find_or_reload(&newest).is_some());
+        let restarted = KeyRing::from_dir(dir.path(), GRACE).unwrap();
+        assert_eq!(restarted.current().kid(), newest);
+        assert!(restarted.find(&new).is_some());
 
         // With no grace left, the old file is ignored.
         let strict = KeyRing::from_dir(dir.path(), Duration::ZERO).unwrap();
