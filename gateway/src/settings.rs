@@ -49,10 +49,14 @@ impl GatewaySettings {
     }
 
     /// The URL clients reach the gateway at: `--public-url`, or
-    /// `http://<http-addr>` (no trailing slash).
+    /// `http://<http-addr>` (no trailing slash), with a wildcard listen
+    /// address (`0.0.0.0`, `::`) read as loopback.
     pub fn public_url(&self) -> String {
         match &self.auth.public_url {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None if self.http_addr.ip().is_unspecified() => {
+                format!("http://127.0.0.1:{}", self.http_addr.port())
+            }
             None => format!("http://{}", self.http_addr),
         }
     }
@@ -85,6 +89,16 @@ mod tests {
             format!("{:?}", parsed.hardening),
             format!("{:?}", built.hardening)
         );
+    }
+
+    #[test]
+    fn public_url_defaults_to_a_reachable_http_addr() {
+        let at = |addr: &str| GatewaySettings::for_addr(addr.parse().unwrap());
+        assert_eq!(at("127.0.0.1:8080").public_url(), "http://127.0.0.1:8080");
+        assert_eq!(at("0.0.0.0:9000").public_url(), "http://127.0.0.1:9000");
+        let mut s = at("0.0.0.0:9000");
+        s.auth.public_url = Some("https://shop.example/".parse().unwrap());
+        assert_eq!(s.public_url(), "https://shop.example");
     }
 
     #[test]
