@@ -76,8 +76,12 @@ pub fn app_with_auth(
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     // A parsed Redis URL always opens; connecting happens on first use.
-    let rate_limit = limits::RateLimit::from_settings(&settings.limits).expect("Redis URL");
-    let idempotency = idempotency::Idempotency::from_settings(&settings.limits).expect("Redis URL");
+    let rate_limit = limits::RateLimit::from_settings(&settings.limits)
+        .expect("Redis URL")
+        .identify_with(auth.validator.clone());
+    let idempotency = idempotency::Idempotency::from_settings(&settings.limits)
+        .expect("Redis URL")
+        .identify_with(auth.validator.clone());
     let routes = Route::new()
         .nest_no_strip("/v1", api)
         .nest(
@@ -113,8 +117,9 @@ pub fn app_with_auth(
         .around(trace::http_span)
         .with(hardening::CorsGate::new(&settings.hardening.cors_origins))
         .around(request_id::propagate)
-        // HSTS is sent once the gateway knows its public URL (`--public-url`).
-        .with(hardening::SecurityHeaders::for_public_url(None))
+        .with(hardening::SecurityHeaders::for_public_url(Some(
+            &settings.public_url(),
+        )))
 }
 
 /// The OpenAPI document as JSON (what `/openapi.json` serves).

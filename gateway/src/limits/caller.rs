@@ -154,6 +154,23 @@ impl<'a> FromRequest<'a> for CallerKey {
     }
 }
 
+/// Our token validator identifies bearer tokens: a token for an account
+/// counts as that user, a client-credentials token as its client.
+impl Identify for crate::auth::jwt::Validator {
+    fn identify<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<AuthenticatedCaller>> + Send + 'a>> {
+        Box::pin(async move {
+            let p = self.validate(token).await.ok()?;
+            Some(match p.user_id() {
+                Some(user) => AuthenticatedCaller::User(user.to_string()),
+                None => AuthenticatedCaller::Client(p.client_id.unwrap_or(p.subject)),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use poem::http::HeaderValue;
