@@ -307,6 +307,9 @@ where
         if sub.value_source("users_database_url") == Some(ValueSource::DefaultValue) {
             up.users.database_url = sqlite_url(&up.data_dir, "users");
         }
+        if sub.value_source("key_dir") == Some(ValueSource::DefaultValue) {
+            up.gateway.auth.key_dir = Some(up.data_dir.join("oauth-keys"));
+        }
     }
     Ok(cli)
 }
@@ -356,6 +359,10 @@ mod tests {
         };
         assert_eq!(up.catalog.database_url, "sqlite:///tmp/js/catalog.db");
         assert_eq!(up.users.database_url, "sqlite:///tmp/js/users.db");
+        assert_eq!(
+            up.gateway.auth.key_dir,
+            Some(PathBuf::from("/tmp/js/oauth-keys"))
+        );
         assert!(up.nats_url.is_none() || std::env::var_os("NATS_URL").is_some());
     }
 

@@ -138,8 +138,11 @@ fn bootstrap_defaults(args: &mut UpArgs) -> anyhow::Result<()> {
     }
     if args.users.swagger_ui_redirect_uris.is_empty() {
         let addr = reachable(args.gateway.http_addr);
-        let mut uris = vec![format!("http://{addr}/docs/oauth-receiver.html")];
-        if addr.ip().is_loopback() {
+        let mut uris = vec![format!(
+            "{}/docs/oauth-receiver.html",
+            args.gateway.public_url()
+        )];
+        if args.gateway.auth.public_url.is_none() && addr.ip().is_loopback() {
             // Browsers are pointed at either name; Swagger UI derives the redirect from the page.
             uris.push(format!(
                 "http://localhost:{}/docs/oauth-receiver.html",
