@@ -56,6 +56,10 @@ test: nats-server nextest ## fmt check, clippy, every test on SQLite, database s
 	fi
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast $(PG_SUITES)
 
+.PHONY: e2e
+e2e: nats-server ## Swagger UI login (OAuth code + PKCE) and a protected call, in headless Chromium
+	$(NATS_SERVER) e2e/run.sh
+
 .PHONY: bench
 bench: nats-server ## gateway vs a bare Poem handler under wrk; results in loadtests/results/
 	$(NATS_SERVER) loadtests/bench.sh
