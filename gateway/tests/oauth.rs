@@ -823,3 +823,65 @@ async fn external_issuer_mode_follows_key_rotation() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_idempotent_product_create_acts_once() -> Result<()> {
+    let stack = Stack::start(Options {
+        catalog: true,
+        ..Default::default()
+    })
+    .await;
+    let token = stack.machine_token(Some("catalog:write")).await?;
+    let token = token["access_token"].as_str().context("access_token")?;
+    let post = |body: Value, key: &'static str| {
+        stack
+            .http
+            .post(stack.url("/v1/products"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let body = json!({"sku": "IDEM-1", "name": "Once", "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1});
+
+    let first = post(body.clone(), "create-idem-1").await?;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let location = first.headers()[header::LOCATION].to_str()?.to_owned();
+    let first_body = first.text().await?;
+
+    // The client retries (a lost response, a double click): same answer, no second product.
+    let again = post(body.clone(), "create-idem-1").await?;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()[header::LOCATION].to_str()?, location);
+    assert_eq!(again.headers()["idempotent-replayed"].to_str()?, "true");
+    assert_eq!(again.text().await?, first_body);
+
+    // The same key for another body is a client bug.
+    let other = json!({"sku": "IDEM-2", "name": "Other", "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1});
+    let conflict = post(other, "create-idem-1").await?;
+    assert_eq!(conflict.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The product exists once, and the catalog published exactly one event.
+    eventually("the product", Duration::from_secs(10), || async {
+        let r = stack.http.get(stack.url(&location)).send().await.ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    let client = async_nats::connect(stack.nats_url()).await?;
+    let js = async_nats::jetstream::new(client);
+    // Give a duplicate command time to be applied, if one had been sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut events = js
+        .get_stream(jetshop_contracts::streams::CATALOG_EVENTS)
+        .await?;
+    assert_eq!(events.info().await?.state.messages, 1);
+    let page: Value = stack
+        .http
+        .get(stack.url("/v1/products?q=IDEM"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(page["items"].as_array().context("items")?.len(), 1);
+    Ok(())
+}

@@ -206,6 +206,12 @@ impl Stack {
         stack
     }
 
+    /// The nats-server behind the stack, to look at its streams.
+    #[allow(dead_code)] // not every test binary that shares this module needs it
+    pub fn nats_url(&self) -> String {
+        self._nats.url()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
