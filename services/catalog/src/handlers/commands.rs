@@ -105,10 +105,12 @@ async fn create(
         }
         return Err(Error::AlreadyExists(new.id));
     }
-    if products::find_by_sku(txn, new.sku.as_str())
-        .await?
-        .is_some()
-    {
+    if let Some(owner) = products::find_by_sku(txn, new.sku.as_str()).await? {
+        // Each statement sees the latest commit: the same create, applied
+        // concurrently and committed since the lookup above, owns the sku.
+        if owner.id == new.id.to_string() {
+            return Ok(new.id);
+        }
         return Err(Error::DuplicateSku(new.sku.as_str().to_owned()));
     }
     let row = products::insert(txn, &new).await?;

@@ -185,7 +185,16 @@ async fn a_repeated_create_has_one_effect() {
         2,
         "one event for the product, one for the marker"
     );
-    assert_eq!(app.stream_count(DLQ).await, 0);
+    let dead = app.stream_count(DLQ).await;
+    if dead > 0 {
+        let reasons: Vec<_> = app
+            .stream_messages(DLQ, dead)
+            .await
+            .iter()
+            .map(|m| header(m, headers::dlq::REASON))
+            .collect();
+        panic!("nothing should be dead-lettered: {reasons:?}");
+    }
 }
 
 #[tokio::test]
