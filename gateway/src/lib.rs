@@ -74,7 +74,6 @@ pub fn app_with_auth(
     let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries);
     let api = spec::service();
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
     // A parsed Redis URL always opens; connecting happens on first use.
     let rate_limit = limits::RateLimit::from_settings(&settings.limits)
         .expect("Redis URL")
@@ -88,7 +87,7 @@ pub fn app_with_auth(
             spec::DOCS_PATH,
             docs::with_pkce(docs, docs::SWAGGER_CLIENT_ID),
         )
-        .at(spec::SPEC_PATH, get(spec))
+        .at(spec::SPEC_PATH, get(spec::serve))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .at("/metrics", get(metrics::exposition));

@@ -476,6 +476,27 @@ enum Documented {
     /// The resource does not exist.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The request conflicts with the current state, or a request with the
+    /// same `Idempotency-Key` is still running.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than the gateway accepts.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    TooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another body.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// The caller's rate limit is used up; retry after `Retry-After` seconds.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(
+        Json<Problem>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
     /// The gateway failed.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
@@ -585,7 +606,17 @@ pub async fn catch<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respon
                 resp
             })
         }
-        Err(err) => Ok(respond(err, &instance, pattern.as_ref())),
+        Err(err) => {
+            let not_allowed = err.is::<MethodNotAllowedError>();
+            let mut resp = respond(err, &instance, pattern.as_ref());
+            if not_allowed
+                && let Some(allow) = crate::route::allowed_methods(&instance)
+                && let Ok(value) = HeaderValue::from_str(&allow)
+            {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
+            Ok(resp)
+        }
     }
 }
 

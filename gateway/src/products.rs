@@ -271,8 +271,8 @@ impl ProductsApi {
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
-        #[oai(validator(max_length = 512))]
+        /// `next_cursor` of the previous page (opaque; 32 hex digits).
+        #[oai(validator(pattern = "^[0-9a-fA-F]{32}$"))]
         cursor: Query<Option<String>>,
         /// Text to search for in sku, name and description.
         #[oai(validator(max_length = 200))]

@@ -23,10 +23,12 @@ struct Template {
     openapi: String,
     /// The documented names of the path parameters, in order.
     params: Vec<String>,
+    /// The methods its operations answer, upper case.
+    methods: Vec<String>,
 }
 
 impl Template {
-    fn from_openapi(path: &str) -> Self {
+    fn from_openapi(path: &str, methods: Vec<String>) -> Self {
         let mut params = Vec::new();
         let poem = path
             .split('/')
@@ -45,6 +47,20 @@ impl Template {
             poem,
             openapi: path.to_owned(),
             params,
+            methods,
+        }
+    }
+
+    /// Whether a request path fits this template.
+    fn fits(&self, path: &str) -> bool {
+        let mut want = self.openapi.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w.starts_with('{') || w == g => {}
+                _ => return false,
+            }
         }
     }
 }
@@ -55,7 +71,14 @@ fn templates() -> &'static [Template] {
         <crate::spec::Api as OpenApi>::meta()
             .into_iter()
             .flat_map(|api| api.paths)
-            .map(|p| Template::from_openapi(&p.path))
+            .map(|p| {
+                let methods = p
+                    .operations
+                    .iter()
+                    .map(|op| op.method.as_str().to_ascii_uppercase())
+                    .collect();
+                Template::from_openapi(&p.path, methods)
+            })
             .collect()
     })
 }
@@ -78,6 +101,34 @@ pub fn documented(pattern: &str) -> String {
 pub fn param_name(pattern: &str, internal: &str) -> Option<&'static str> {
     let index: usize = internal.strip_prefix("param")?.parse().ok()?;
     find(pattern)?.params.get(index).map(String::as_str)
+}
+
+/// The methods a documented route answers, for a 405's `Allow` header
+/// (RFC 9110 requires it); `None` when no documented route fits `path`.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    // Plain routes outside the OpenAPI document that answer GET only.
+    const GET_ONLY: [&str; 6] = [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ];
+    if GET_ONLY.contains(&path) {
+        return Some("GET".into());
+    }
+    let mut methods: Vec<&str> = templates()
+        .iter()
+        .filter(|t| t.fits(path))
+        .flat_map(|t| t.methods.iter().map(String::as_str))
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
 }
 
 /// The route a response was served by, or [`UNMATCHED`].
@@ -113,6 +164,20 @@ mod tests {
         assert_eq!(param_name("/v1/products/:param0", "param0"), Some("id"));
         assert_eq!(param_name("/v1/products/:param0", "param1"), None);
         assert_eq!(param_name("/v1/products", "limit"), None);
+    }
+
+    #[test]
+    fn a_405_can_name_the_allowed_methods() {
+        let id = "0191e2b0-0000-7000-8000-000000000000";
+        assert_eq!(
+            allowed_methods(&format!("/v1/products/{id}")).as_deref(),
+            Some("GET, PATCH")
+        );
+        assert_eq!(
+            allowed_methods("/v1/products").as_deref(),
+            Some("GET, POST")
+        );
+        assert_eq!(allowed_methods("/v1/nothing"), None);
     }
 
     #[test]

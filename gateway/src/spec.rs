@@ -47,7 +47,80 @@ pub fn service() -> OpenApiService<Api, ()> {
     )
 }
 
+/// `GET /openapi.json`.
+#[poem::handler]
+pub fn serve() -> poem::Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    poem::Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(DOC.get_or_init(json).clone())
+}
+
 /// The document as pretty-printed JSON.
+///
+/// Request bodies reject unknown fields (`deny_unknown_fields`), which
+/// poem-openapi does not write into the schemas; they get
+/// `additionalProperties: false` here so that generated clients and
+/// fuzzers know it.
 pub fn json() -> String {
-    service().spec()
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&service().spec()).expect("poem-openapi writes valid JSON");
+    close_request_schemas(&mut doc);
+    serde_json::to_string_pretty(&doc).expect("a JSON value serializes")
+}
+
+/// Mark every object schema reachable from a request body as closed.
+fn close_request_schemas(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref")
+                    && let Some(name) = r.strip_prefix("#/components/schemas/")
+                {
+                    out.push(name.to_owned());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for op in paths
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|p| p.values())
+        {
+            if let Some(body) = op.get("requestBody") {
+                refs(body, &mut pending);
+            }
+        }
+    }
+    let mut closed = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if !closed.insert(name.clone()) {
+            continue;
+        }
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+            refs(schema, &mut pending);
+            if schema.get("type").and_then(Value::as_str) == Some("object") {
+                schema["additionalProperties"] = Value::Bool(false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_bodies_are_closed_and_responses_are_not() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for name in ["NewProduct", "NewMoney", "NewUser"] {
+            assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
+        }
+        assert!(schemas["Product"].get("additionalProperties").is_none());
+    }
 }

@@ -73,10 +73,14 @@ impl From<wire::User> for UserBody {
 #[oai(rename = "NewUser", deny_unknown_fields)]
 pub struct NewUserBody {
     /// Email; unique whatever its case.
-    #[oai(validator(min_length = 3, max_length = 254))]
+    #[oai(validator(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ))]
     pub email: String,
     /// Password: at least 12 characters, not a common one, not the email.
-    #[oai(validator(min_length = 1, max_length = 128))]
+    #[oai(validator(min_length = 12, max_length = 128))]
     pub password: String,
     /// Name shown to people (default: the email's local part).
     #[oai(validator(min_length = 1, max_length = 100))]

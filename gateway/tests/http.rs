@@ -314,8 +314,10 @@ async fn unknown_routes_and_wrong_methods_are_problems() -> Result<()> {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body["instance"], path);
     }
-    for path in ["/v1/products", "/healthz"] {
+    for (path, allow) in [("/v1/products", "GET, POST"), ("/healthz", "GET")] {
         let resp = stack.http.delete(stack.url(path)).send().await?;
+        // RFC 9110: a 405 names the methods the resource does answer.
+        assert_eq!(resp.headers()["allow"].to_str()?, allow, "{path}");
         let (status, _) = problem(resp).await?;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
     }
