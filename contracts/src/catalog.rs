@@ -142,6 +142,9 @@ pub struct ListProducts {
     /// Case-insensitive text matched against sku, name and description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    /// Only the product with exactly this sku (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
 }
 
 /// RPC reply: a page of products.

@@ -44,6 +44,9 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// The write would clash with what exists (a taken sku, an existing id).
+    #[error("{0}")]
+    Conflict(String),
     /// Redis, for rate limits and idempotency keys, is configured wrongly.
     #[error("Redis: {0}")]
     Redis(#[source] redis::RedisError),

@@ -274,6 +274,9 @@ impl From<&Error> for Problem {
                 Self::new(S::BAD_GATEWAY, "bad-reply", "Bad reply from a service")
                     .detail("a service behind the gateway answered with an unreadable reply")
             }
+            Error::Conflict(detail) => {
+                Self::new(S::CONFLICT, "conflict", "Conflict").detail(detail.clone())
+            }
             Error::Invalid { field, reason } => {
                 let mut p = Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
                     .detail(format!("{field}: {reason}"));

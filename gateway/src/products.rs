@@ -245,6 +245,37 @@ async fn send<C: jetshop_contracts::Command>(
     Ok(command_id)
 }
 
+/// A 409 when `id` (if the caller chose it) or `sku` is already taken.
+async fn clash_check(
+    rpc: &RpcClient,
+    id: Uuid,
+    id_chosen: bool,
+    sku: &str,
+    request_id: &RequestId,
+) -> Result<(), Error> {
+    let meta = MessageMeta::correlated(request_id.as_str());
+    if id_chosen {
+        match rpc.call(&wire::GetProduct { id }, &meta).await {
+            Ok(_) => return Err(Error::Conflict(format!("a product with id {id} exists"))),
+            Err(jetshop_platform::rpc::CallError::Remote(e))
+                if e.code == jetshop_contracts::ErrorCode::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let same_sku = wire::ListProducts {
+        sku: Some(sku.to_owned()),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let page = rpc.call(&same_sku, &meta).await?;
+    if !page.items.is_empty() {
+        return Err(Error::Conflict(format!(
+            "sku {sku} is taken by another product"
+        )));
+    }
+    Ok(())
+}
+
 /// The product operations. Stateless: the RPC client and the request id
 /// come from request data.
 #[derive(Debug, Clone, Copy, Default)]
@@ -263,6 +294,10 @@ impl ProductsApi {
         operation_id = "listProducts",
         transform = "problems"
     )]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each query parameter as an argument"
+    )]
     async fn list(
         &self,
         _auth: Public,
@@ -277,11 +312,15 @@ impl ProductsApi {
         /// Text to search for in sku, name and description.
         #[oai(validator(max_length = 200))]
         q: Query<Option<String>>,
+        /// Only the product with exactly this sku (case-insensitive).
+        #[oai(validator(min_length = 1, max_length = 64))]
+        sku: Query<Option<String>>,
     ) -> Result<Json<ProductPageBody>, Error> {
         let request = wire::ListProducts {
             cursor: cursor.0,
             limit: Some(limit.0.unwrap_or(DEFAULT_PAGE_SIZE)),
             q: q.0.filter(|q| !q.trim().is_empty()),
+            sku: sku.0,
         };
         let page = rpc
             .call(&request, &MessageMeta::correlated(request_id.as_str()))
@@ -330,6 +369,7 @@ impl ProductsApi {
     async fn create(
         &self,
         #[oai(scope = "Scope::CatalogWrite")] auth: Authenticated,
+        rpc: Data<&RpcClient>,
         js: Data<&jetstream::Context>,
         request_id: Data<&RequestId>,
         body: Json<NewProductBody>,
@@ -337,9 +377,14 @@ impl ProductsApi {
         auth.require(Scope::CatalogWrite)?;
         let body = body.0;
         let id = body.id.unwrap_or_else(Uuid::now_v7);
+        let sku = body.sku.trim().to_ascii_uppercase();
+        // The catalog would dead-letter a create that clashes; say so now.
+        // Two creates racing for one sku can still both be accepted here:
+        // the catalog keeps the first and dead-letters the other.
+        clash_check(&rpc, id, body.id.is_some(), &sku, &request_id).await?;
         let command = wire::CreateProduct {
             id,
-            sku: body.sku.to_ascii_uppercase(),
+            sku,
             name: body.name.trim().to_owned(),
             description: body.description.unwrap_or_default(),
             price: body.price.into(),

@@ -429,6 +429,40 @@ async fn client_credentials_and_admin_product_writes() -> Result<()> {
     );
     assert_eq!(product["price"]["currency"], "EUR");
 
+    // A create that would clash is refused now rather than dead-lettered later.
+    for (clash, why) in [
+        (
+            json!({"sku": "Api-1", "name": "Same sku", "price": {"amount_minor": 1, "currency": "EUR"}}),
+            "sku",
+        ),
+        (
+            json!({"id": accepted["id"], "sku": "API-OTHER", "name": "Same id", "price": {"amount_minor": 1, "currency": "EUR"}}),
+            "id",
+        ),
+    ] {
+        let resp = stack
+            .http
+            .post(stack.url("/v1/products"))
+            .bearer_auth(token)
+            .json(&clash)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{why}");
+        let problem: Value = resp.json().await?;
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(why),
+            "{problem}"
+        );
+    }
+    let by_sku: Value = stack
+        .http
+        .get(stack.url("/v1/products?sku=api-1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(by_sku["items"][0]["id"], accepted["id"]);
+
     // PATCH and PUT stock.
     let resp = stack
         .http

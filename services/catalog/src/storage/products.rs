@@ -149,6 +149,9 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(cursor) = req.cursor.as_deref().filter(|c| !c.is_empty()) {
         query = query.filter(Column::Id.gt(decode_cursor(cursor)?.to_string()));
     }
+    if let Some(sku) = req.sku.as_deref() {
+        query = query.filter(Column::Sku.eq(crate::domain::Sku::parse(sku)?.as_str()));
+    }
     if let Some(q) = req.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         if q.chars().count() > 200 {
             return Err(Error::invalid("q", "must be at most 200 characters"));

@@ -56,7 +56,7 @@ async fn list_paginates_with_a_cursor_and_filters_by_text() {
                 &ListProducts {
                     cursor,
                     limit: Some(3),
-                    q: None,
+                    ..Default::default()
                 },
                 &meta,
             )
@@ -90,6 +90,38 @@ async fn list_paginates_with_a_cursor_and_filters_by_text() {
         ["A-1", "B-2", "D-4"],
         "the filter is case-insensitive"
     );
+
+    let exact = app
+        .rpc
+        .call(
+            &ListProducts {
+                sku: Some("b-2".into()),
+                ..Default::default()
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        exact
+            .items
+            .iter()
+            .map(|p| p.sku.as_str())
+            .collect::<Vec<_>>(),
+        ["B-2"]
+    );
+    let none = app
+        .rpc
+        .call(
+            &ListProducts {
+                sku: Some("B".into()),
+                ..Default::default()
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    assert!(none.items.is_empty(), "the sku filter is exact");
 
     let wildcard = app
         .rpc
