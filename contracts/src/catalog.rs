@@ -123,6 +123,95 @@ pub struct StockAdjusted {
     pub version: i64,
 }
 
+/// One line of a reservation: a product and how many units of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReservationLine {
+    /// The product.
+    pub product_id: Uuid,
+    /// Units, at least 1.
+    pub quantity: i64,
+}
+
+/// A line of a rejected reservation that the catalog could not satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UnavailableLine {
+    /// The product (unknown to the catalog when `available` is 0 and it
+    /// never existed).
+    pub product_id: Uuid,
+    /// Units the order asked for.
+    pub requested: i64,
+    /// Units on hand when the reservation was tried.
+    pub available: i64,
+}
+
+/// Command: take stock for all lines of an order, or for none. Idempotent
+/// per `order_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveStock {
+    /// The order the stock is held for.
+    pub order_id: Uuid,
+    /// What to reserve; lines of the same product are added together.
+    pub lines: Vec<ReservationLine>,
+}
+
+/// Command: give an order's reserved (not committed) stock back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseStock {
+    /// The order whose reservation ends.
+    pub order_id: Uuid,
+    /// Why, for the audit trail (`payment declined`, `cancelled`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Command: make an order's reservation final (the goods are sold).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitReservation {
+    /// The order whose reservation becomes final.
+    pub order_id: Uuid,
+}
+
+/// Event: stock for every line of an order was reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockReserved {
+    /// The order.
+    pub order_id: Uuid,
+    /// What was reserved, one line per product.
+    pub lines: Vec<ReservationLine>,
+}
+
+/// Event: an order's reservation could not be made; nothing was reserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockRejected {
+    /// The order.
+    pub order_id: Uuid,
+    /// Why, for people.
+    pub reason: String,
+    /// The lines that could not be satisfied.
+    pub unavailable: Vec<UnavailableLine>,
+}
+
+/// Event: an order's reserved stock went back on hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StockReleased {
+    /// The order.
+    pub order_id: Uuid,
+    /// What went back, one line per product.
+    pub lines: Vec<ReservationLine>,
+}
+
+/// Event: an order's reservation became final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReservationCommitted {
+    /// The order.
+    pub order_id: Uuid,
+    /// What was committed, one line per product.
+    pub lines: Vec<ReservationLine>,
+}
+
 /// RPC: fetch one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GetProduct {
@@ -178,6 +267,13 @@ message!(AdjustStock, "catalog.adjust-stock", 1);
 message!(ProductCreated, "catalog.product-created", 1);
 message!(ProductChanged, "catalog.product-changed", 1);
 message!(StockAdjusted, "catalog.stock-adjusted", 1);
+message!(ReserveStock, "catalog.reserve-stock", 1);
+message!(ReleaseStock, "catalog.release-stock", 1);
+message!(CommitReservation, "catalog.commit-reservation", 1);
+message!(StockReserved, "catalog.stock-reserved", 1);
+message!(StockRejected, "catalog.stock-rejected", 1);
+message!(StockReleased, "catalog.stock-released", 1);
+message!(ReservationCommitted, "catalog.reservation-committed", 1);
 message!(GetProduct, "catalog.get-product", 1);
 message!(ListProducts, "catalog.list-products", 1);
 message!(ProductPage, "catalog.product-page", 1);
@@ -199,6 +295,27 @@ impl Event for ProductChanged {
 }
 impl Event for StockAdjusted {
     const SUBJECT: &'static str = subj::STOCK_ADJUSTED;
+}
+impl Command for ReserveStock {
+    const SUBJECT: &'static str = subj::RESERVE_STOCK;
+}
+impl Command for ReleaseStock {
+    const SUBJECT: &'static str = subj::RELEASE_STOCK;
+}
+impl Command for CommitReservation {
+    const SUBJECT: &'static str = subj::COMMIT_RESERVATION;
+}
+impl Event for StockReserved {
+    const SUBJECT: &'static str = subj::STOCK_RESERVED;
+}
+impl Event for StockRejected {
+    const SUBJECT: &'static str = subj::STOCK_REJECTED;
+}
+impl Event for StockReleased {
+    const SUBJECT: &'static str = subj::STOCK_RELEASED;
+}
+impl Event for ReservationCommitted {
+    const SUBJECT: &'static str = subj::RESERVATION_COMMITTED;
 }
 impl Rpc for GetProduct {
     type Reply = Product;

@@ -15,6 +15,14 @@ pub mod catalog {
     pub const PRODUCT_CHANGED: &str = "catalog.events.product-changed";
     /// A product's stock was adjusted.
     pub const STOCK_ADJUSTED: &str = "catalog.events.stock-adjusted";
+    /// Stock for every line of an order was reserved.
+    pub const STOCK_RESERVED: &str = "catalog.events.stock-reserved";
+    /// An order's reservation was refused; nothing was reserved.
+    pub const STOCK_REJECTED: &str = "catalog.events.stock-rejected";
+    /// An order's reserved stock went back on hand.
+    pub const STOCK_RELEASED: &str = "catalog.events.stock-released";
+    /// An order's reservation became final.
+    pub const RESERVATION_COMMITTED: &str = "catalog.events.reservation-committed";
 
     /// Every command the catalog accepts.
     pub const COMMANDS_ALL: &str = "catalog.commands.>";
@@ -24,6 +32,12 @@ pub mod catalog {
     pub const UPDATE_PRODUCT: &str = "catalog.commands.update-product";
     /// Add to or take from a product's stock.
     pub const ADJUST_STOCK: &str = "catalog.commands.adjust-stock";
+    /// Reserve stock for all lines of an order, or none.
+    pub const RESERVE_STOCK: &str = "catalog.commands.reserve-stock";
+    /// Give an order's reserved stock back.
+    pub const RELEASE_STOCK: &str = "catalog.commands.release-stock";
+    /// Make an order's reservation final.
+    pub const COMMIT_RESERVATION: &str = "catalog.commands.commit-reservation";
 
     /// The NATS micro group of the catalog's product RPC endpoints.
     pub const RPC_PRODUCT_GROUP: &str = "catalog.rpc.product";
@@ -98,9 +112,16 @@ pub fn all_concrete() -> Vec<&'static str> {
         catalog::PRODUCT_CREATED,
         catalog::PRODUCT_CHANGED,
         catalog::STOCK_ADJUSTED,
+        catalog::STOCK_RESERVED,
+        catalog::STOCK_REJECTED,
+        catalog::STOCK_RELEASED,
+        catalog::RESERVATION_COMMITTED,
         catalog::CREATE_PRODUCT,
         catalog::UPDATE_PRODUCT,
         catalog::ADJUST_STOCK,
+        catalog::RESERVE_STOCK,
+        catalog::RELEASE_STOCK,
+        catalog::COMMIT_RESERVATION,
         catalog::RPC_PRODUCT_GET,
         catalog::RPC_PRODUCT_LIST,
         users::REGISTERED,
