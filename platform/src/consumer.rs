@@ -88,11 +88,18 @@ impl Delivery {
     }
 
     /// The id to deduplicate on: `Nats-Msg-Id`, or stream and sequence for a
-    /// message published without one.
+    /// message published without one. A message replayed from the DLQ has a
+    /// new `Nats-Msg-Id` but keeps the original one in
+    /// [`headers::REPLAY_ORIGINAL_MSG_ID`], and that is the one used: a
+    /// consumer that already handled the original skips the replay, the one
+    /// that dead-lettered it (and so recorded nothing) handles it.
     pub fn dedupe_id(&self) -> String {
-        self.meta
-            .message_id
-            .clone()
+        self.headers
+            .as_ref()
+            .and_then(|h| h.get(headers::REPLAY_ORIGINAL_MSG_ID))
+            .map(|v| v.as_str().to_owned())
+            .filter(|id| !id.is_empty())
+            .or_else(|| self.meta.message_id.clone())
             .unwrap_or_else(|| format!("{}:{}", self.stream, self.stream_sequence))
     }
 }
@@ -332,7 +339,7 @@ impl Runner {
         // duplicate we want dropped.
         let dlq_id = format!("{}:{}:{}", d.stream, d.stream_sequence, d.consumer);
         if let Some(original) = h.get(headers::MSG_ID).map(|v| v.as_str().to_owned()) {
-            h.insert("Jetshop-Dlq-Original-Msg-Id", original.as_str());
+            h.insert(headers::dlq::ORIGINAL_MSG_ID, original.as_str());
         }
         h.insert(headers::MSG_ID, dlq_id.as_str());
         h.insert(headers::dlq::REASON, sanitize(reason).as_str());
@@ -451,6 +458,29 @@ mod tests {
             let d = jittered(Duration::from_millis(1000));
             assert!(d >= Duration::from_millis(1000) && d <= Duration::from_millis(1200));
         }
+    }
+
+    #[test]
+    fn a_replay_deduplicates_on_the_original_id() {
+        let mut h = HeaderMap::new();
+        h.insert(headers::MSG_ID, "new-id");
+        let mut d = Delivery {
+            subject: "x".into(),
+            payload: Bytes::new(),
+            headers: Some(h.clone()),
+            meta: MessageMeta::from_headers(Some(&h)),
+            stream: "S".into(),
+            stream_sequence: 9,
+            delivered: 1,
+            consumer: "c".into(),
+        };
+        assert_eq!(d.dedupe_id(), "new-id");
+        h.insert(headers::REPLAY_ORIGINAL_MSG_ID, "original-id");
+        d.headers = Some(h);
+        assert_eq!(d.dedupe_id(), "original-id");
+        d.headers = None;
+        d.meta = MessageMeta::default();
+        assert_eq!(d.dedupe_id(), "S:9");
     }
 
     #[test]
