@@ -4,6 +4,7 @@
 //! - [`nats`]: connect with reconnect and backoff, check the server version, provision streams.
 //! - [`envelope`]: headers around a message (ids, type, schema, trace, correlation) and typed publish.
 //! - [`consumer`]: the durable pull-consumer runner with retry, backoff and dead letters.
+//! - [`dlq`]: list, show, replay and purge dead letters.
 //! - [`outbox`] and [`inbox`]: exactly-once effects over at-least-once delivery.
 //! - [`rpc`]: NATS micro services and a client with timeout and retries.
 //! - [`telemetry`], [`metrics`], [`health`], [`admin`]: seeing what runs.
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod health;

@@ -41,6 +41,9 @@ pub fn test_events() -> StreamSpec {
     }
 }
 
+/// A second subject in the test events stream, for a second consumer.
+pub const OTHER_THING_SUBJECT: &str = "test.events.other-thing";
+
 /// A test event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Thing {

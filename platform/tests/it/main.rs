@@ -6,6 +6,7 @@ mod common;
 
 mod consumer;
 mod db;
+mod dlq;
 mod nats;
 mod outbox;
 mod rpc;
