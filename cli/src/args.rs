@@ -41,6 +41,90 @@ pub enum Command {
     /// Manage OAuth clients in the users service's database.
     #[command(subcommand)]
     Oauth(OauthCommand),
+    /// Inspect, replay and purge dead letters (the `DLQ` stream).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// `jetshop dlq ...`.
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// Count dead letters per consumer and reason.
+    Ls(DlqLsArgs),
+    /// Print one dead letter as JSON: original subject, headers (the
+    /// Jetshop-Dlq-* ones included) and the payload decoded from MessagePack
+    /// or JSON (base64 when it is neither).
+    Show(DlqShowArgs),
+    /// Publish dead letters again on their original subject, with the
+    /// original headers and a new message id, then delete them from the DLQ.
+    Replay(DlqReplayArgs),
+    /// Delete dead letters for good (refused without --yes).
+    Purge(DlqPurgeArgs),
+}
+
+/// `jetshop dlq ls`.
+#[derive(clap::Args, Debug)]
+pub struct DlqLsArgs {
+    /// Only this durable consumer's dead letters.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+}
+
+/// `jetshop dlq show`.
+#[derive(clap::Args, Debug)]
+pub struct DlqShowArgs {
+    /// The dead letter's sequence in the DLQ stream (as `dlq ls --json` or
+    /// `nats stream view DLQ` show it).
+    pub seq: u64,
+    /// Print compact JSON on one line (the default is indented JSON).
+    #[arg(long)]
+    pub json: bool,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+}
+
+/// `jetshop dlq replay`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["seq", "consumer", "all"])))]
+pub struct DlqReplayArgs {
+    /// Replay this dead letter (its sequence in the DLQ stream).
+    pub seq: Option<u64>,
+    /// Replay every dead letter of this durable consumer.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Replay every dead letter.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of one line per message.
+    #[arg(long)]
+    pub json: bool,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+}
+
+/// `jetshop dlq purge`.
+#[derive(clap::Args, Debug)]
+pub struct DlqPurgeArgs {
+    /// Only this durable consumer's dead letters.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Really delete them.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print JSON instead of a line.
+    #[arg(long)]
+    pub json: bool,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
 }
 
 /// `jetshop users ...`.
@@ -279,7 +363,7 @@ impl Cli {
             Command::Run(RunService::Users(a)) => Some(&a.telemetry),
             Command::Run(RunService::Gateway(a)) => Some(&a.telemetry),
             Command::Seed(a) => Some(&a.telemetry),
-            Command::Openapi(_) | Command::Users(_) | Command::Oauth(_) => None,
+            Command::Openapi(_) | Command::Users(_) | Command::Oauth(_) | Command::Dlq(_) => None,
         }
     }
 }
@@ -382,6 +466,18 @@ mod tests {
             up.catalog.database_url,
             "postgres://postgres@127.0.0.1/catalog"
         );
+    }
+
+    #[test]
+    fn a_replay_needs_to_know_what_to_replay() {
+        assert!(parse_from(["jetshop", "dlq", "replay"]).is_err());
+        assert!(parse_from(["jetshop", "dlq", "replay", "3", "--all"]).is_err());
+        let cli = parse_from(["jetshop", "dlq", "replay", "--consumer", "c"]).unwrap();
+        let Command::Dlq(DlqCommand::Replay(r)) = cli.command else {
+            panic!("not dlq replay")
+        };
+        assert_eq!(r.consumer.as_deref(), Some("c"));
+        assert!(r.seq.is_none() && !r.all);
     }
 
     #[test]

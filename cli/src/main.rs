@@ -1,6 +1,6 @@
 //! `jetshop`: run the whole system (`up`), one service (`run`), load the
-//! demo catalog (`seed`), print the API spec (`openapi`), or manage admins
-//! and OAuth clients (`users`, `oauth`).
+//! demo catalog (`seed`), print the API spec (`openapi`), manage admins
+//! and OAuth clients (`users`, `oauth`), or operate the dead letters (`dlq`).
 //!
 //! - [`args`]: the command line, flags and environment variables.
 //! - [`up`]: everything in one process, with an embedded [`nats_child`].
@@ -10,11 +10,13 @@
 //! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token.
 //! - [`openapi`]: the gateway's spec.
 //! - [`accounts`]: admin accounts and OAuth clients, straight into the users database.
+//! - [`dlq`]: list, show, replay and purge dead letters.
 //!
 //! Any failure ends the process with one `error: ...` line and a non-zero code.
 
 mod accounts;
 mod args;
+mod dlq;
 mod nats_child;
 mod openapi;
 mod run;
@@ -25,7 +27,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use args::{Command, OauthCommand, RunService, UsersCommand};
+use args::{Command, DlqCommand, OauthCommand, RunService, UsersCommand};
 
 fn main() -> ExitCode {
     let cli = match args::parse() {
@@ -71,6 +73,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(RunService::Gateway(args)) => {
             run::gateway(*args, signals::shutdown_token()?).await
         }
+        Command::Dlq(DlqCommand::Ls(args)) => dlq::ls(args).await,
+        Command::Dlq(DlqCommand::Show(args)) => dlq::show(args).await,
+        Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(args).await,
+        Command::Dlq(DlqCommand::Purge(args)) => dlq::purge(args).await,
     }
 }
 
