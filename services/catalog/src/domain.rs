@@ -194,6 +194,53 @@ impl ProductChanges {
     }
 }
 
+/// A validated reservation: at least one line, one line per product (lines
+/// of the same product added together), each of at least one unit, ordered
+/// by product id so that concurrent reservations lock product rows in the
+/// same order and never deadlock each other.
+#[derive(Debug, Clone)]
+pub struct ReservationRequest {
+    /// The order.
+    pub order_id: uuid::Uuid,
+    /// Merged lines, ordered by product id.
+    pub lines: Vec<wire::ReservationLine>,
+}
+
+impl ReservationRequest {
+    /// Validate and merge a reserve command.
+    pub fn parse(cmd: &wire::ReserveStock) -> Result<Self, Error> {
+        if cmd.lines.is_empty() {
+            return Err(Error::invalid("lines", "must hold at least one line"));
+        }
+        let mut merged = std::collections::BTreeMap::<uuid::Uuid, i64>::new();
+        for line in &cmd.lines {
+            if line.quantity < 1 {
+                return Err(Error::invalid(
+                    "quantity",
+                    format!(
+                        "must be at least 1 (product {} asks for {})",
+                        line.product_id, line.quantity
+                    ),
+                ));
+            }
+            let total = merged.entry(line.product_id).or_insert(0);
+            *total = total
+                .checked_add(line.quantity)
+                .ok_or_else(|| Error::invalid("quantity", "is too large"))?;
+        }
+        Ok(Self {
+            order_id: cmd.order_id,
+            lines: merged
+                .into_iter()
+                .map(|(product_id, quantity)| wire::ReservationLine {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +285,24 @@ mod tests {
             price: None,
         };
         assert!(ProductChanges::parse(&cmd).is_err());
+    }
+
+    #[test]
+    fn reservation_lines_merge_sort_and_need_a_positive_quantity() {
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let line = |product_id, quantity| wire::ReservationLine {
+            product_id,
+            quantity,
+        };
+        let cmd = |lines| wire::ReserveStock {
+            order_id: uuid::Uuid::nil(),
+            lines,
+        };
+        let r = ReservationRequest::parse(&cmd(vec![line(b, 1), line(a, 2), line(b, 3)])).unwrap();
+        assert_eq!(r.lines, vec![line(a, 2), line(b, 4)]);
+        assert!(ReservationRequest::parse(&cmd(vec![])).is_err());
+        assert!(ReservationRequest::parse(&cmd(vec![line(a, 0)])).is_err());
+        assert!(ReservationRequest::parse(&cmd(vec![line(a, -1)])).is_err());
+        assert!(ReservationRequest::parse(&cmd(vec![line(a, i64::MAX), line(a, 1)])).is_err());
     }
 }

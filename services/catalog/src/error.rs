@@ -36,6 +36,12 @@ pub enum Error {
         /// Units asked for.
         requested: i64,
     },
+    /// No stock is reserved for this order.
+    #[error("no reservation for order {0}")]
+    ReservationNotFound(uuid::Uuid),
+    /// The order's reservation was released; it can no longer be committed.
+    #[error("the reservation of order {0} was released; it cannot be committed")]
+    ReservationReleased(uuid::Uuid),
     /// Someone else changed the product meanwhile; retrying will work.
     #[error("product {0} changed concurrently")]
     Conflict(uuid::Uuid),
@@ -77,10 +83,11 @@ impl From<Error> for RpcError {
             Error::Invalid { field, .. } => {
                 RpcError::bad_request(message).with_details(serde_json::json!({ "field": field }))
             }
-            Error::NotFound(_) => RpcError::not_found(message),
+            Error::NotFound(_) | Error::ReservationNotFound(_) => RpcError::not_found(message),
             Error::DuplicateSku(_)
             | Error::AlreadyExists(_)
             | Error::InsufficientStock { .. }
+            | Error::ReservationReleased(_)
             | Error::Conflict(_) => RpcError::new(jetshop_contracts::ErrorCode::Conflict, message),
             Error::Db(_) | Error::Platform(_) => {
                 RpcError::new(jetshop_contracts::ErrorCode::Unavailable, message)
@@ -99,6 +106,8 @@ impl From<Error> for HandlerError {
             | Error::DuplicateSku(_)
             | Error::AlreadyExists(_)
             | Error::InsufficientStock { .. }
+            | Error::ReservationNotFound(_)
+            | Error::ReservationReleased(_)
             | Error::Internal(_) => HandlerError::permanent(err),
             Error::Conflict(_) | Error::Db(_) | Error::Platform(_) => HandlerError::transient(err),
         }

@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut all = jetshop_platform::db::shared_migrations();
         all.push(Box::new(M20261127CreateProducts));
+        all.push(Box::new(M20261127CreateReservations));
         all
     }
 }
@@ -49,6 +50,54 @@ impl MigrationTrait for M20261127CreateProducts {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table("products").to_owned())
+            .await
+    }
+}
+
+struct M20261127CreateReservations;
+
+impl MigrationName for M20261127CreateReservations {
+    fn name(&self) -> &str {
+        "m20261127_000002_catalog_reservations"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for M20261127CreateReservations {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("reservations")
+                    .if_not_exists()
+                    .col(string("order_id"))
+                    .col(string("product_id"))
+                    .col(big_integer("quantity"))
+                    // reserved | released | committed
+                    .col(string_len("state", 16))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("updated_at"))
+                    .primary_key(Index::create().col("order_id").col("product_id"))
+                    .to_owned(),
+            )
+            .await?;
+        // What is held per product (operators, the stock invariant).
+        manager
+            .create_index(
+                Index::create()
+                    .name("reservations_product_state")
+                    .table("reservations")
+                    .col("product_id")
+                    .col("state")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("reservations").to_owned())
             .await
     }
 }

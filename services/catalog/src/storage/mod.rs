@@ -4,6 +4,7 @@
 pub mod entity;
 pub mod migrations;
 pub mod products;
+pub mod reservations;
 
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
