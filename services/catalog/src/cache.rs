@@ -19,7 +19,9 @@ use std::{
 use futures::StreamExt;
 use jetshop_contracts::{
     Encoding, Message,
-    catalog::{Product, ProductChanged, ProductCreated, StockAdjusted},
+    catalog::{
+        Product, ProductChanged, ProductCreated, StockAdjusted, StockReleased, StockReserved,
+    },
     headers, subjects,
 };
 use tokio_util::sync::CancellationToken;
@@ -169,6 +171,17 @@ impl ProductCache {
                     self.invalidate(e.product_id);
                 }
             }
+            // Reservations move stock without carrying it: drop the entries.
+            Some(StockReserved::TYPE) => {
+                if let Ok(e) = encoding.decode::<StockReserved>(payload) {
+                    e.lines.iter().for_each(|l| self.invalidate(l.product_id));
+                }
+            }
+            Some(StockReleased::TYPE) => {
+                if let Ok(e) = encoding.decode::<StockReleased>(payload) {
+                    e.lines.iter().for_each(|l| self.invalidate(l.product_id));
+                }
+            }
             _ => {}
         }
     }
@@ -257,5 +270,50 @@ mod tests {
         };
         cache.apply(Some(&h), &Encoding::MsgPack.encode(&e).unwrap());
         assert_eq!(cache.get(id).unwrap().version, 3);
+    }
+
+    #[test]
+    fn reservation_events_invalidate_every_line() {
+        use jetshop_contracts::catalog::ReservationLine;
+        let cache = ProductCache::new(10, Duration::from_secs(60));
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let lines = vec![
+            ReservationLine {
+                product_id: a,
+                quantity: 1,
+            },
+            ReservationLine {
+                product_id: b,
+                quantity: 2,
+            },
+        ];
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(headers::CONTENT_TYPE, "application/msgpack");
+        for (ty, payload) in [
+            (
+                StockReserved::TYPE,
+                Encoding::MsgPack
+                    .encode(&StockReserved {
+                        order_id: Uuid::now_v7(),
+                        lines: lines.clone(),
+                    })
+                    .unwrap(),
+            ),
+            (
+                StockReleased::TYPE,
+                Encoding::MsgPack
+                    .encode(&StockReleased {
+                        order_id: Uuid::now_v7(),
+                        lines: lines.clone(),
+                    })
+                    .unwrap(),
+            ),
+        ] {
+            cache.offer(product(a, 1, 5));
+            cache.offer(product(b, 1, 5));
+            h.insert(headers::TYPE, ty);
+            cache.apply(Some(&h), &payload);
+            assert!(cache.get(a).is_none() && cache.get(b).is_none(), "{ty}");
+        }
     }
 }

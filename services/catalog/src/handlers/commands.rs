@@ -1,13 +1,34 @@
-//! The command consumer: create, update and adjust stock.
+//! The command consumer: create, update and adjust stock; reserve, release
+//! and commit stock for orders.
 //!
 //! Each command is applied in one transaction together with its inbox
 //! claim and the event it causes (outbox), so a redelivered command has no
 //! second effect and an effect never exists without its event. Invalid
 //! commands go to the DLQ with the reason.
+//!
+//! Reservations (the order saga's stock steps):
+//! - Reserve takes every line or none: each line is a conditional UPDATE
+//!   (`stock >= quantity` in the WHERE), so concurrent orders never oversell,
+//!   whatever the isolation level. When a line cannot be had, the whole
+//!   transaction rolls back and a fresh one records the inbox claim and a
+//!   `StockRejected`: a business outcome, acknowledged, not dead-lettered.
+//! - Reserve is idempotent per order: an order that already has a
+//!   reservation (in any state) is left alone and nothing is emitted again;
+//!   its first outcome's event, published through the outbox, is the answer.
+//!   A rejection records no reservation, so a later reserve of the same
+//!   order (under a new message id) is a new attempt.
+//! - Release gives back `reserved` lines only; an unknown, released or
+//!   committed order is a no-op (no event), and committed stock never
+//!   comes back.
+//! - Commit makes `reserved` lines final (their stock was taken at reserve);
+//!   committing again is a no-op, committing a released or unknown order is
+//!   a permanent error.
 
 use jetshop_contracts::{
     catalog::{
-        AdjustStock, CreateProduct, ProductChanged, ProductCreated, StockAdjusted, UpdateProduct,
+        AdjustStock, CommitReservation, CreateProduct, ProductChanged, ProductCreated,
+        ReleaseStock, ReservationCommitted, ReservationLine, ReserveStock, StockAdjusted,
+        StockRejected, StockReleased, StockReserved, UnavailableLine, UpdateProduct,
     },
     streams, subjects,
 };
@@ -25,8 +46,11 @@ use uuid::Uuid;
 use crate::{
     Error,
     cache::ProductCache,
-    domain::{NewProduct, ProductChanges},
-    storage::products,
+    domain::{NewProduct, ProductChanges, ReservationRequest},
+    storage::{
+        products,
+        reservations::{self, State},
+    },
 };
 
 /// Durable name of the command consumer.
@@ -54,7 +78,9 @@ pub async fn run(
         async move {
             if let Some(changed) = handle(&db, &d).await? {
                 // Readers on this instance must not see the old version.
-                cache.invalidate(changed);
+                for id in changed {
+                    cache.invalidate(id);
+                }
                 outbox.notify();
             }
             Ok(())
@@ -63,9 +89,12 @@ pub async fn run(
     consumer::run(js, spec, settings, handler, shutdown).await
 }
 
-/// Apply one command; returns the product it changed, or `None` when the
-/// command had been applied before.
-pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<Option<Uuid>, HandlerError> {
+/// Apply one command; returns the products it changed (possibly none), or
+/// `None` when the command had been applied before.
+pub async fn handle(
+    db: &DatabaseConnection,
+    d: &Delivery,
+) -> Result<Option<Vec<Uuid>>, HandlerError> {
     let meta = d.meta.caused_by();
     let txn = db.begin().await.map_err(HandlerError::transient)?;
     if !inbox::claim(&txn, CONSUMER, &d.dedupe_id())
@@ -76,9 +105,18 @@ pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<Option<Uuid
         return Ok(None);
     }
     let changed = match d.subject.as_str() {
-        subjects::catalog::CREATE_PRODUCT => create(&txn, d.decode()?, &meta).await,
-        subjects::catalog::UPDATE_PRODUCT => update(&txn, d.decode()?, &meta).await,
-        subjects::catalog::ADJUST_STOCK => adjust(&txn, d.decode()?, &meta).await,
+        subjects::catalog::CREATE_PRODUCT => create(&txn, d.decode()?, &meta).await.map(one),
+        subjects::catalog::UPDATE_PRODUCT => update(&txn, d.decode()?, &meta).await.map(one),
+        subjects::catalog::ADJUST_STOCK => adjust(&txn, d.decode()?, &meta).await.map(one),
+        subjects::catalog::RESERVE_STOCK => match reserve(&txn, d.decode()?, &meta).await? {
+            Reservation::Made(touched) => Ok(touched),
+            Reservation::Refused(rejected) => {
+                txn.rollback().await.map_err(HandlerError::transient)?;
+                return reject(db, d, rejected, &meta).await;
+            }
+        },
+        subjects::catalog::RELEASE_STOCK => release(&txn, d.decode()?, &meta).await,
+        subjects::catalog::COMMIT_RESERVATION => commit(&txn, d.decode()?, &meta).await,
         other => {
             return Err(HandlerError::Permanent(format!(
                 "the catalog has no command {other}"
@@ -88,6 +126,10 @@ pub async fn handle(db: &DatabaseConnection, d: &Delivery) -> Result<Option<Uuid
     .map_err(HandlerError::from)?;
     txn.commit().await.map_err(HandlerError::transient)?;
     Ok(Some(changed))
+}
+
+fn one(id: Uuid) -> Vec<Uuid> {
+    vec![id]
 }
 
 async fn create(
@@ -161,4 +203,200 @@ async fn adjust(
     outbox::enqueue(txn, &event, meta).await?;
     tracing::info!(product_id = %cmd.id, delta = cmd.delta, stock = row.stock, "stock adjusted");
     Ok(cmd.id)
+}
+
+/// What a reserve came to inside its transaction.
+enum Reservation {
+    /// Reserved (or reserved before): commit; these products changed.
+    Made(Vec<Uuid>),
+    /// A line cannot be had: roll back and record this rejection instead.
+    Refused(StockRejected),
+}
+
+async fn reserve(
+    txn: &DatabaseTransaction,
+    cmd: ReserveStock,
+    meta: &MessageMeta,
+) -> Result<Reservation, Error> {
+    let req = ReservationRequest::parse(&cmd)?;
+    let order_id = req.order_id;
+    // Idempotent per order: a reservation in any state means this order was
+    // reserved before; change nothing and emit nothing (see the module docs).
+    if !reservations::of_order(txn, order_id).await?.is_empty() {
+        tracing::info!(%order_id, "order already has a reservation; reserve is a no-op");
+        return Ok(Reservation::Made(vec![]));
+    }
+    let mut unavailable = Vec::new();
+    for line in &req.lines {
+        // The row first: a concurrent reserve of the same order waits on
+        // its key (PostgreSQL) and then fails as a conflict, to be retried.
+        reservations::insert(txn, order_id, line.product_id, line.quantity).await?;
+        // `UPDATE .. SET stock = stock - q WHERE id = ? AND stock >= q`:
+        // safe under READ COMMITTED, where each statement sees the latest commit.
+        match products::adjust_stock(txn, line.product_id, -line.quantity).await {
+            Ok(_) => {}
+            // Keep going so that the rejection lists every missing line;
+            // everything is rolled back anyway.
+            Err(Error::NotFound(_)) => unavailable.push(UnavailableLine {
+                product_id: line.product_id,
+                requested: line.quantity,
+                available: 0,
+            }),
+            Err(Error::InsufficientStock { stock, .. }) => unavailable.push(UnavailableLine {
+                product_id: line.product_id,
+                requested: line.quantity,
+                available: stock,
+            }),
+            Err(other) => return Err(other),
+        }
+    }
+    if !unavailable.is_empty() {
+        let reason = unavailable
+            .iter()
+            .map(|u| {
+                format!(
+                    "product {}: {} requested, {} available",
+                    u.product_id, u.requested, u.available
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Ok(Reservation::Refused(StockRejected {
+            order_id,
+            reason: format!("insufficient stock: {reason}"),
+            unavailable,
+        }));
+    }
+    let touched = req.lines.iter().map(|l| l.product_id).collect();
+    outbox::enqueue(
+        txn,
+        &StockReserved {
+            order_id,
+            lines: req.lines,
+        },
+        meta,
+    )
+    .await?;
+    tracing::info!(%order_id, "stock reserved");
+    Ok(Reservation::Made(touched))
+}
+
+/// Record a refused reservation in a fresh transaction: the inbox claim and
+/// the `StockRejected` event, nothing else.
+async fn reject(
+    db: &DatabaseConnection,
+    d: &Delivery,
+    rejected: StockRejected,
+    meta: &MessageMeta,
+) -> Result<Option<Vec<Uuid>>, HandlerError> {
+    let txn = db.begin().await.map_err(HandlerError::transient)?;
+    if !inbox::claim(&txn, CONSUMER, &d.dedupe_id())
+        .await
+        .map_err(HandlerError::transient)?
+    {
+        tracing::info!(message_id = %d.dedupe_id(), "command already applied; skipping");
+        return Ok(None);
+    }
+    let order_id = rejected.order_id;
+    // The same order, reserved concurrently under another message id, may
+    // have succeeded meanwhile: then its outcome stands and this one is a no-op.
+    if reservations::of_order(&txn, order_id)
+        .await
+        .map_err(HandlerError::from)?
+        .is_empty()
+    {
+        tracing::info!(%order_id, reason = %rejected.reason, "stock reservation rejected");
+        outbox::enqueue(&txn, &rejected, meta)
+            .await
+            .map_err(|e| HandlerError::from(Error::from(e)))?;
+    } else {
+        tracing::info!(%order_id, "order already has a reservation; reserve is a no-op");
+    }
+    txn.commit().await.map_err(HandlerError::transient)?;
+    Ok(Some(vec![]))
+}
+
+async fn release(
+    txn: &DatabaseTransaction,
+    cmd: ReleaseStock,
+    meta: &MessageMeta,
+) -> Result<Vec<Uuid>, Error> {
+    let order_id = cmd.order_id;
+    let mut lines = Vec::new();
+    for row in reservations::of_order(txn, order_id).await? {
+        if row.state != State::Reserved {
+            continue;
+        }
+        let product_id = row.product_uuid()?;
+        // Only the one move that wins `reserved -> released` gives units
+        // back: a concurrent commit or release of this line finds it moved.
+        if reservations::transition(txn, order_id, product_id, State::Reserved, State::Released)
+            .await?
+        {
+            products::adjust_stock(txn, product_id, row.quantity).await?;
+            lines.push(ReservationLine {
+                product_id,
+                quantity: row.quantity,
+            });
+        }
+    }
+    if lines.is_empty() {
+        tracing::info!(%order_id, "nothing reserved for the order; release is a no-op");
+        return Ok(vec![]);
+    }
+    let touched = lines.iter().map(|l| l.product_id).collect();
+    outbox::enqueue(txn, &StockReleased { order_id, lines }, meta).await?;
+    tracing::info!(%order_id, reason = cmd.reason.as_deref().unwrap_or(""), "stock released");
+    Ok(touched)
+}
+
+async fn commit(
+    txn: &DatabaseTransaction,
+    cmd: CommitReservation,
+    meta: &MessageMeta,
+) -> Result<Vec<Uuid>, Error> {
+    let order_id = cmd.order_id;
+    let rows = reservations::of_order(txn, order_id).await?;
+    if rows.is_empty() {
+        return Err(Error::ReservationNotFound(order_id));
+    }
+    let mut lines = Vec::new();
+    for row in rows {
+        let product_id = row.product_uuid()?;
+        let state = match row.state {
+            State::Reserved => {
+                if reservations::transition(
+                    txn,
+                    order_id,
+                    product_id,
+                    State::Reserved,
+                    State::Committed,
+                )
+                .await?
+                {
+                    lines.push(ReservationLine {
+                        product_id,
+                        quantity: row.quantity,
+                    });
+                    continue;
+                }
+                // Moved by a concurrent release or commit: see where to.
+                reservations::find(txn, order_id, product_id)
+                    .await?
+                    .map_or(State::Released, |r| r.state)
+            }
+            other => other,
+        };
+        if state == State::Released {
+            return Err(Error::ReservationReleased(order_id));
+        }
+    }
+    if lines.is_empty() {
+        tracing::info!(%order_id, "reservation already committed; commit is a no-op");
+        return Ok(vec![]);
+    }
+    outbox::enqueue(txn, &ReservationCommitted { order_id, lines }, meta).await?;
+    tracing::info!(%order_id, "reservation committed");
+    // The stock was taken at reserve: no product changes now.
+    Ok(vec![])
 }
