@@ -4,4 +4,5 @@
 
 mod commands;
 mod helpers;
+mod reservations;
 mod rpc;
