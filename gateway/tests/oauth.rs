@@ -919,3 +919,100 @@ async fn an_idempotent_product_create_acts_once() -> Result<()> {
     assert_eq!(page["items"].as_array().context("items")?.len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn any_replica_redeems_what_another_issued() -> Result<()> {
+    // Replicas share a signing key (here one PEM file) and a public URL;
+    // codes, refresh tokens and revocations live in the users service.
+    let stack = Stack::start(Options {
+        signing_key: Some(KeyPair::generate()),
+        ..Default::default()
+    })
+    .await;
+    let other = stack.replica().await;
+    let post = |base: &str, form: Vec<(&'static str, String)>| {
+        stack
+            .http
+            .post(format!("{base}/oauth/token"))
+            .form(&form)
+            .send()
+    };
+
+    // Logged in on the first replica, the code is redeemed on the second.
+    let verifier = pkce_verifier();
+    let got = stack
+        .login(
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+            &verifier,
+            Some("openid catalog:write"),
+        )
+        .await?;
+    let resp = post(
+        &other,
+        vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", got["code"].clone()),
+            ("redirect_uri", stack.redirect_uri.clone()),
+            ("client_id", "web".into()),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await?;
+    let access = tokens["access_token"].as_str().context("access_token")?;
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .context("refresh_token")?
+        .to_owned();
+
+    // The access token is good on both replicas.
+    for base in [stack.base.as_str(), other.as_str()] {
+        let me = stack
+            .http
+            .get(format!("{base}/v1/users/me"))
+            .bearer_auth(access)
+            .send()
+            .await?;
+        assert_eq!(me.status(), StatusCode::OK, "{base}");
+    }
+
+    // Rotated on the first, the old refresh token replayed on the second is
+    // reuse: the family is revoked everywhere.
+    let rotated = post(
+        &stack.base,
+        vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", refresh.clone()),
+            ("client_id", "web".into()),
+        ],
+    )
+    .await?;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let successor = rotated.json::<Value>().await?["refresh_token"]
+        .as_str()
+        .context("successor")?
+        .to_owned();
+    let reused = post(
+        &other,
+        vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", refresh),
+            ("client_id", "web".into()),
+        ],
+    )
+    .await?;
+    assert_eq!(oauth_error(reused).await?.1, "invalid_grant");
+    let after = post(
+        &stack.base,
+        vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", successor),
+            ("client_id", "web".into()),
+        ],
+    )
+    .await?;
+    assert_eq!(oauth_error(after).await?.1, "invalid_grant");
+    Ok(())
+}

@@ -55,6 +55,9 @@ pub struct Stack {
     pub admin_id: Uuid,
     pub customer_id: Uuid,
     pub stop: CancellationToken,
+    /// What the gateway was started with, for starting replicas of it.
+    settings: GatewaySettings,
+    rt: Runtime,
     _key_dir: tempfile::TempDir,
     _dbs: Vec<TestDb>,
     _nats: NatsServer,
@@ -170,7 +173,7 @@ impl Stack {
             .issuer
             .as_deref()
             .map(|u| u.parse().expect("issuer url"));
-        tokio::spawn(run(settings, rt.clone(), stop.clone()));
+        tokio::spawn(run(settings.clone(), rt.clone(), stop.clone()));
 
         let stack = Self {
             base: format!("http://{addr}"),
@@ -183,6 +186,8 @@ impl Stack {
             admin_id: admin.id,
             customer_id: customer.id,
             stop,
+            settings,
+            rt,
             _key_dir: key_dir,
             _dbs: dbs,
             _nats: nats,
@@ -204,6 +209,24 @@ impl Stack {
         })
         .await;
         stack
+    }
+
+    /// Start another replica of the gateway behind the same public URL
+    /// (as behind a load balancer), sharing the users service and the
+    /// signing key; returns its base URL.
+    #[allow(dead_code)] // not every test binary that shares this module needs it
+    pub async fn replica(&self) -> String {
+        let mut settings = self.settings.clone();
+        settings.auth.public_url = Some(self.base.parse().expect("base URL"));
+        settings.http_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let base = format!("http://{}", settings.http_addr);
+        tokio::spawn(run(settings, self.rt.clone(), self.stop.clone()));
+        let health = format!("{base}/healthz");
+        eventually("the replica to listen", WAIT, || async {
+            self.http.get(&health).send().await.ok()
+        })
+        .await;
+        base
     }
 
     /// The nats-server behind the stack, to look at its streams.
