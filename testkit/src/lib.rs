@@ -335,3 +335,44 @@ pub fn init_test_log() {
             .try_init();
     }
 }
+
+/// Wait until `stream` holds at least `n` messages, then return every
+/// message it holds, in order.
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    n: u64,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let s = js.get_stream(stream).await.expect("stream exists");
+    let last = eventually(
+        &format!("{n} messages in {stream}"),
+        Duration::from_secs(15),
+        || {
+            let mut s = s.clone();
+            async move {
+                let info = s.info().await.ok()?;
+                (info.state.messages >= n).then_some(info.state.last_sequence)
+            }
+        },
+    )
+    .await;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        // Deleted sequences (work queues, purges) are gaps, not errors.
+        if let Ok(m) = s.get_raw_message(seq).await {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// How many messages `stream` holds now.
+pub async fn stream_count(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    let mut s = js.get_stream(stream).await.expect("stream exists");
+    s.info().await.expect("stream info").state.messages
+}
+
+/// A header of a stored message, as text.
+pub fn header(m: &async_nats::jetstream::message::StreamMessage, name: &str) -> Option<String> {
+    m.headers.get(name).map(|v| v.as_str().to_owned())
+}

@@ -11,7 +11,8 @@ use jetshop_contracts::{
 use jetshop_platform::envelope::MessageMeta;
 use uuid::Uuid;
 
-use crate::helpers::{DLQ, EVENTS, TestCatalog, create_cmd, header};
+use crate::helpers::{DLQ, EVENTS, TestCatalog, create_cmd};
+use jetshop_testkit::header;
 
 #[tokio::test]
 async fn each_command_emits_its_event_with_the_standard_headers() {

@@ -99,39 +99,12 @@ impl TestCatalog {
 
     /// Wait until `stream` holds at least `n` messages, then return them all.
     pub async fn stream_messages(&self, stream: &str, n: u64) -> Vec<StreamMessage> {
-        let s = self.js.get_stream(stream).await.unwrap();
-        let count = eventually(
-            &format!("{n} messages in {stream}"),
-            Duration::from_secs(15),
-            || {
-                let mut s = s.clone();
-                async move {
-                    let info = s.info().await.ok()?;
-                    (info.state.messages >= n).then_some(info.state.last_sequence)
-                }
-            },
-        )
-        .await;
-        let mut out = Vec::new();
-        for seq in 1..=count {
-            if let Ok(m) = s.get_raw_message(seq).await {
-                out.push(m);
-            }
-        }
-        out
+        jetshop_testkit::stream_messages(&self.js, stream, n).await
     }
 
     /// Messages currently in `stream` (no waiting).
     pub async fn stream_count(&self, stream: &str) -> u64 {
-        self.js
-            .get_stream(stream)
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .state
-            .messages
+        jetshop_testkit::stream_count(&self.js, stream).await
     }
 
     /// Create a product through a command and wait until it can be read.
@@ -171,10 +144,6 @@ pub fn create_cmd(sku: &str, name: &str, stock: i64) -> CreateProduct {
         },
         stock,
     }
-}
-
-pub fn header(m: &StreamMessage, name: &str) -> Option<String> {
-    m.headers.get(name).map(|v| v.as_str().to_owned())
 }
 
 pub const DLQ: &str = streams::DLQ;

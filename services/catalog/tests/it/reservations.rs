@@ -24,7 +24,8 @@ use jetshop_testkit::eventually;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::helpers::{DLQ, EVENTS, TestCatalog, header};
+use crate::helpers::{DLQ, EVENTS, TestCatalog};
+use jetshop_testkit::header;
 
 fn line(product_id: Uuid, quantity: i64) -> ReservationLine {
     ReservationLine {

@@ -10,7 +10,8 @@ use jetshop_contracts::{
 use jetshop_platform::rpc::CallError;
 use uuid::Uuid;
 
-use crate::helpers::{EVENTS, PASSWORD, TestUsers, assert_bad_field, header};
+use crate::helpers::{EVENTS, PASSWORD, TestUsers, assert_bad_field};
+use jetshop_testkit::header;
 
 #[tokio::test]
 async fn register_answers_the_account_and_emits_user_registered() {
