@@ -1,7 +1,8 @@
 //! The wire between jetshop processes, and nothing else.
 //!
 //! Every crate that sends or receives a message agrees on it through this
-//! crate: the message types ([`catalog`], [`users`]), the subjects they travel on
+//! crate: the message types ([`catalog`], [`users`], [`orders`], [`payments`],
+//! [`notifications`]), the subjects they travel on
 //! ([`subjects`]), the streams that keep them ([`streams`]), the headers
 //! around them ([`headers`]), how they are encoded ([`codec`]) and the one
 //! error shape an RPC answers with ([`error`]). [`schema`] pins each
@@ -15,6 +16,9 @@ pub mod codec;
 pub mod error;
 pub mod headers;
 pub mod message;
+pub mod notifications;
+pub mod orders;
+pub mod payments;
 pub mod schema;
 pub mod streams;
 pub mod subjects;

@@ -34,3 +34,35 @@ pub trait Rpc: Message {
     /// The subject the request is sent to (never captured by a stream).
     const SUBJECT: &'static str;
 }
+
+/// Implement [`Message`] for a wire type with version 1, and optionally the
+/// trait that gives it a subject: `wire!(T, "ctx.name", event SUBJ)`,
+/// `command SUBJ` or `rpc SUBJ => Reply`.
+macro_rules! wire {
+    ($ty:ty, $name:literal) => {
+        impl $crate::Message for $ty {
+            const TYPE: &'static str = $name;
+            const VERSION: u32 = 1;
+        }
+    };
+    ($ty:ty, $name:literal, event $subject:expr) => {
+        $crate::message::wire!($ty, $name);
+        impl $crate::Event for $ty {
+            const SUBJECT: &'static str = $subject;
+        }
+    };
+    ($ty:ty, $name:literal, command $subject:expr) => {
+        $crate::message::wire!($ty, $name);
+        impl $crate::Command for $ty {
+            const SUBJECT: &'static str = $subject;
+        }
+    };
+    ($ty:ty, $name:literal, rpc $subject:expr => $reply:ty) => {
+        $crate::message::wire!($ty, $name);
+        impl $crate::Rpc for $ty {
+            type Reply = $reply;
+            const SUBJECT: &'static str = $subject;
+        }
+    };
+}
+pub(crate) use wire;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Message, catalog, error::RpcError, users};
+use crate::{Message, catalog, error::RpcError, notifications, orders, payments, users};
 
 /// One field of a message, as pinned in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,6 +296,42 @@ pub fn registry() -> Vec<Shape> {
         Shape::of::<users::RefreshGrant>(),
         Shape::of::<users::RevokeRefresh>(),
         Shape::of::<users::Ack>(),
+        Shape::of::<orders::PlaceOrder>(),
+        Shape::of::<orders::CancelOrder>(),
+        Shape::of::<orders::OrderPlaced>(),
+        Shape::of::<orders::OrderStockReserved>(),
+        Shape::of::<orders::OrderPaymentAuthorized>(),
+        Shape::of::<orders::OrderPaymentCaptured>(),
+        Shape::of::<orders::OrderConfirmed>(),
+        Shape::of::<orders::OrderCancellationRequested>(),
+        Shape::of::<orders::OrderCancelled>(),
+        Shape::of::<orders::OrderView>(),
+        Shape::of::<orders::GetOrder>(),
+        Shape::of::<orders::ListOrders>(),
+        Shape::of::<orders::OrderPage>(),
+        Shape::of::<orders::GetOrderHistory>(),
+        Shape::of::<orders::OrderHistory>(),
+        Shape::of::<orders::SagaView>(),
+        Shape::of::<orders::ListSagas>(),
+        Shape::of::<orders::SagaList>(),
+        Shape::of::<orders::RetrySaga>(),
+        Shape::of::<payments::AuthorizePayment>(),
+        Shape::of::<payments::CapturePayment>(),
+        Shape::of::<payments::VoidPayment>(),
+        Shape::of::<payments::RefundPayment>(),
+        Shape::of::<payments::PaymentAuthorized>(),
+        Shape::of::<payments::PaymentDeclined>(),
+        Shape::of::<payments::PaymentCaptured>(),
+        Shape::of::<payments::PaymentVoided>(),
+        Shape::of::<payments::PaymentRefunded>(),
+        Shape::of::<notifications::DeliverWebhook>(),
+        Shape::of::<notifications::NotificationSent>(),
+        Shape::of::<notifications::NotificationFailed>(),
+        Shape::of::<notifications::Webhook>(),
+        Shape::of::<notifications::SetWebhook>(),
+        Shape::of::<notifications::GetWebhook>(),
+        Shape::of::<notifications::DeleteWebhook>(),
+        Shape::of::<notifications::WebhookDeleted>(),
     ]
 }
 

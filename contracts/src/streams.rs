@@ -41,6 +41,18 @@ pub const CATALOG_EVENTS: &str = "CATALOG_EVENTS";
 pub const CATALOG_COMMANDS: &str = "CATALOG_COMMANDS";
 /// Name of the users' events stream.
 pub const USERS_EVENTS: &str = "USERS_EVENTS";
+/// Name of the orders' events stream (the aggregate's events).
+pub const ORDERS_EVENTS: &str = "ORDERS_EVENTS";
+/// Name of the orders' commands stream.
+pub const ORDERS_COMMANDS: &str = "ORDERS_COMMANDS";
+/// Name of the payments' events stream.
+pub const PAYMENTS_EVENTS: &str = "PAYMENTS_EVENTS";
+/// Name of the payments' commands stream.
+pub const PAYMENTS_COMMANDS: &str = "PAYMENTS_COMMANDS";
+/// Name of the notifications' events stream.
+pub const NOTIFICATIONS_EVENTS: &str = "NOTIFICATIONS_EVENTS";
+/// Name of the notifications' commands stream (webhook deliveries).
+pub const NOTIFICATIONS_COMMANDS: &str = "NOTIFICATIONS_COMMANDS";
 /// Name of the dead-letter stream.
 pub const DLQ: &str = "DLQ";
 
@@ -80,6 +92,84 @@ pub fn users_events() -> StreamSpec {
     }
 }
 
+/// A context's events: kept 90 days for replay and for new projections.
+fn events(name: &'static str, filter: &str, description: &'static str) -> StreamSpec {
+    StreamSpec {
+        name,
+        subjects: vec![filter.into()],
+        retention: Retention::Limits,
+        max_age: Duration::from_secs(90 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        description,
+    }
+}
+
+/// A context's commands: each is worked off once, kept a week at most.
+fn commands(name: &'static str, filter: &str, description: &'static str) -> StreamSpec {
+    StreamSpec {
+        name,
+        subjects: vec![filter.into()],
+        retention: Retention::WorkQueue,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        duplicate_window: DUPLICATE_WINDOW,
+        description,
+    }
+}
+
+/// The order aggregate's events, as stored in the orders database.
+pub fn orders_events() -> StreamSpec {
+    events(
+        ORDERS_EVENTS,
+        subjects::orders::EVENTS_ALL,
+        "Events of the order aggregate",
+    )
+}
+
+/// Commands for the orders service (place, cancel).
+pub fn orders_commands() -> StreamSpec {
+    commands(
+        ORDERS_COMMANDS,
+        subjects::orders::COMMANDS_ALL,
+        "Commands for the orders service",
+    )
+}
+
+/// Facts published by the payments service.
+pub fn payments_events() -> StreamSpec {
+    events(
+        PAYMENTS_EVENTS,
+        subjects::payments::EVENTS_ALL,
+        "Facts published by the payments service",
+    )
+}
+
+/// Commands for the payments service (authorize, capture, void, refund).
+pub fn payments_commands() -> StreamSpec {
+    commands(
+        PAYMENTS_COMMANDS,
+        subjects::payments::COMMANDS_ALL,
+        "Commands for the payments service",
+    )
+}
+
+/// Facts published by the notifications service.
+pub fn notifications_events() -> StreamSpec {
+    events(
+        NOTIFICATIONS_EVENTS,
+        subjects::notifications::EVENTS_ALL,
+        "Facts published by the notifications service",
+    )
+}
+
+/// Webhook deliveries for the notifications service.
+pub fn notifications_commands() -> StreamSpec {
+    commands(
+        NOTIFICATIONS_COMMANDS,
+        subjects::notifications::COMMANDS_ALL,
+        "Commands for the notifications service",
+    )
+}
+
 /// Dead letters: limits retention so operators can browse and replay them.
 pub fn dlq() -> StreamSpec {
     StreamSpec {
@@ -94,7 +184,18 @@ pub fn dlq() -> StreamSpec {
 
 /// Every stream the system needs.
 pub fn all() -> Vec<StreamSpec> {
-    vec![catalog_events(), catalog_commands(), users_events(), dlq()]
+    vec![
+        catalog_events(),
+        catalog_commands(),
+        users_events(),
+        orders_events(),
+        orders_commands(),
+        payments_events(),
+        payments_commands(),
+        notifications_events(),
+        notifications_commands(),
+        dlq(),
+    ]
 }
 
 #[cfg(test)]

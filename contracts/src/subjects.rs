@@ -95,6 +95,100 @@ pub mod users {
     pub const RPC_GRANT_REVOKE_REFRESH: &str = "users.rpc.grant.revoke-refresh";
 }
 
+/// The orders context: the order aggregate and the order saga.
+pub mod orders {
+    /// Everything the orders service publishes as a fact (the aggregate's events).
+    pub const EVENTS_ALL: &str = "orders.events.>";
+    /// An order was placed with its prices frozen.
+    pub const PLACED: &str = "orders.events.placed";
+    /// The order's stock is held.
+    pub const STOCK_RESERVED: &str = "orders.events.stock-reserved";
+    /// The order's payment is authorized.
+    pub const PAYMENT_AUTHORIZED: &str = "orders.events.payment-authorized";
+    /// The order's payment is captured.
+    pub const PAYMENT_CAPTURED: &str = "orders.events.payment-captured";
+    /// The order is confirmed: stock committed, money captured.
+    pub const CONFIRMED: &str = "orders.events.confirmed";
+    /// Someone asked to cancel the order.
+    pub const CANCELLATION_REQUESTED: &str = "orders.events.cancellation-requested";
+    /// The order is cancelled; nothing is held or charged for it.
+    pub const CANCELLED: &str = "orders.events.cancelled";
+
+    /// Every command the orders service accepts.
+    pub const COMMANDS_ALL: &str = "orders.commands.>";
+    /// Place an order.
+    pub const PLACE_ORDER: &str = "orders.commands.place-order";
+    /// Cancel an order that is not yet being captured.
+    pub const CANCEL_ORDER: &str = "orders.commands.cancel-order";
+
+    /// Micro group of order read endpoints.
+    pub const RPC_ORDER_GROUP: &str = "orders.rpc.order";
+    /// Fetch one order (status, lines, totals, timeline).
+    pub const RPC_ORDER_GET: &str = "orders.rpc.order.get";
+    /// List orders, newest first, optionally one customer's.
+    pub const RPC_ORDER_LIST: &str = "orders.rpc.order.list";
+    /// The aggregate's events of one order.
+    pub const RPC_ORDER_HISTORY: &str = "orders.rpc.order.history";
+
+    /// Micro group of saga operations.
+    pub const RPC_SAGA_GROUP: &str = "orders.rpc.saga";
+    /// List sagas, optionally in one state (`stuck`).
+    pub const RPC_SAGA_LIST: &str = "orders.rpc.saga.list";
+    /// Give a stuck saga's step a fresh set of attempts.
+    pub const RPC_SAGA_RETRY: &str = "orders.rpc.saga.retry";
+}
+
+/// The payments context: payment intents, the provider and the ledger.
+pub mod payments {
+    /// Everything the payments service publishes as a fact.
+    pub const EVENTS_ALL: &str = "payments.events.>";
+    /// Money for an order is held on the card.
+    pub const AUTHORIZED: &str = "payments.events.authorized";
+    /// The card was declined (a business outcome, permanent).
+    pub const DECLINED: &str = "payments.events.declined";
+    /// Held money was taken.
+    pub const CAPTURED: &str = "payments.events.captured";
+    /// A hold was released (or an order's payment was closed before it began).
+    pub const VOIDED: &str = "payments.events.voided";
+    /// Captured money was given back.
+    pub const REFUNDED: &str = "payments.events.refunded";
+
+    /// Every command the payments service accepts.
+    pub const COMMANDS_ALL: &str = "payments.commands.>";
+    /// Hold an order's total on a card.
+    pub const AUTHORIZE: &str = "payments.commands.authorize";
+    /// Take the held money.
+    pub const CAPTURE: &str = "payments.commands.capture";
+    /// Release the hold.
+    pub const VOID: &str = "payments.commands.void";
+    /// Give captured money back.
+    pub const REFUND: &str = "payments.commands.refund";
+}
+
+/// The notifications context: email, webhooks and their delivery log.
+pub mod notifications {
+    /// Everything the notifications service publishes as a fact.
+    pub const EVENTS_ALL: &str = "notifications.events.>";
+    /// A notification was delivered.
+    pub const SENT: &str = "notifications.events.sent";
+    /// A notification could not be delivered.
+    pub const FAILED: &str = "notifications.events.failed";
+
+    /// Every command the notifications service accepts.
+    pub const COMMANDS_ALL: &str = "notifications.commands.>";
+    /// Deliver one signed webhook call (retried with backoff, then dead-lettered).
+    pub const DELIVER_WEBHOOK: &str = "notifications.commands.deliver-webhook";
+
+    /// Micro group of webhook endpoints.
+    pub const RPC_WEBHOOK_GROUP: &str = "notifications.rpc.webhook";
+    /// Register or replace a user's webhook.
+    pub const RPC_WEBHOOK_SET: &str = "notifications.rpc.webhook.set";
+    /// Fetch a user's webhook.
+    pub const RPC_WEBHOOK_GET: &str = "notifications.rpc.webhook.get";
+    /// Remove a user's webhook.
+    pub const RPC_WEBHOOK_DELETE: &str = "notifications.rpc.webhook.delete";
+}
+
 /// The dead-letter stream's subjects.
 pub mod dlq {
     /// Everything dead-lettered, by any consumer.
@@ -137,6 +231,35 @@ pub fn all_concrete() -> Vec<&'static str> {
         users::RPC_GRANT_ISSUE_REFRESH,
         users::RPC_GRANT_ROTATE_REFRESH,
         users::RPC_GRANT_REVOKE_REFRESH,
+        orders::PLACED,
+        orders::STOCK_RESERVED,
+        orders::PAYMENT_AUTHORIZED,
+        orders::PAYMENT_CAPTURED,
+        orders::CONFIRMED,
+        orders::CANCELLATION_REQUESTED,
+        orders::CANCELLED,
+        orders::PLACE_ORDER,
+        orders::CANCEL_ORDER,
+        orders::RPC_ORDER_GET,
+        orders::RPC_ORDER_LIST,
+        orders::RPC_ORDER_HISTORY,
+        orders::RPC_SAGA_LIST,
+        orders::RPC_SAGA_RETRY,
+        payments::AUTHORIZED,
+        payments::DECLINED,
+        payments::CAPTURED,
+        payments::VOIDED,
+        payments::REFUNDED,
+        payments::AUTHORIZE,
+        payments::CAPTURE,
+        payments::VOID,
+        payments::REFUND,
+        notifications::SENT,
+        notifications::FAILED,
+        notifications::DELIVER_WEBHOOK,
+        notifications::RPC_WEBHOOK_SET,
+        notifications::RPC_WEBHOOK_GET,
+        notifications::RPC_WEBHOOK_DELETE,
     ]
 }
 
@@ -157,6 +280,23 @@ pub fn rpc_groups() -> Vec<(&'static str, &'static str)> {
         (RPC_GRANT_ISSUE_REFRESH, RPC_GRANT_GROUP),
         (RPC_GRANT_ROTATE_REFRESH, RPC_GRANT_GROUP),
         (RPC_GRANT_REVOKE_REFRESH, RPC_GRANT_GROUP),
+        (orders::RPC_ORDER_GET, orders::RPC_ORDER_GROUP),
+        (orders::RPC_ORDER_LIST, orders::RPC_ORDER_GROUP),
+        (orders::RPC_ORDER_HISTORY, orders::RPC_ORDER_GROUP),
+        (orders::RPC_SAGA_LIST, orders::RPC_SAGA_GROUP),
+        (orders::RPC_SAGA_RETRY, orders::RPC_SAGA_GROUP),
+        (
+            notifications::RPC_WEBHOOK_SET,
+            notifications::RPC_WEBHOOK_GROUP,
+        ),
+        (
+            notifications::RPC_WEBHOOK_GET,
+            notifications::RPC_WEBHOOK_GROUP,
+        ),
+        (
+            notifications::RPC_WEBHOOK_DELETE,
+            notifications::RPC_WEBHOOK_GROUP,
+        ),
     ]
 }
 
@@ -213,6 +353,12 @@ mod tests {
             catalog::EVENTS_ALL,
             catalog::COMMANDS_ALL,
             users::EVENTS_ALL,
+            orders::EVENTS_ALL,
+            orders::COMMANDS_ALL,
+            payments::EVENTS_ALL,
+            payments::COMMANDS_ALL,
+            notifications::EVENTS_ALL,
+            notifications::COMMANDS_ALL,
             dlq::ALL,
         ] {
             assert!(is_valid(s), "{s} is not a valid filter");

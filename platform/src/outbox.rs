@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::{HeaderMap, jetstream};
 use chrono::Utc;
-use jetshop_contracts::{Encoding, Event};
+use jetshop_contracts::{Command, Encoding, Event, Message};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set, sea_query::Expr,
@@ -73,7 +73,31 @@ pub async fn enqueue<C: ConnectionTrait, E: Event>(
     meta: &MessageMeta,
 ) -> Result<String, Error> {
     let id = new_message_id().to_string();
-    let headers = headers_for::<E>(&id, Encoding::MsgPack, meta);
+    insert(db, E::SUBJECT, &id, event, meta).await?;
+    Ok(id)
+}
+
+/// Add `command` to the outbox under a message id the caller chose, inside
+/// the caller's transaction. A saga derives the id from the order and the
+/// step's attempt, so a step sent twice by a crashed and restarted process
+/// is one message to JetStream's dedupe and to the receiver's inbox.
+pub async fn enqueue_command<C: ConnectionTrait, M: Command>(
+    db: &C,
+    command: &M,
+    message_id: &str,
+    meta: &MessageMeta,
+) -> Result<(), Error> {
+    insert(db, M::SUBJECT, message_id, command, meta).await
+}
+
+async fn insert<C: ConnectionTrait, M: Message>(
+    db: &C,
+    subject: &str,
+    id: &str,
+    message: &M,
+    meta: &MessageMeta,
+) -> Result<(), Error> {
+    let headers = headers_for::<M>(id, Encoding::MsgPack, meta);
     let headers: BTreeMap<String, String> = headers
         .iter()
         .map(|(k, v)| {
@@ -84,10 +108,10 @@ pub async fn enqueue<C: ConnectionTrait, E: Event>(
         })
         .collect();
     let row = entity::ActiveModel {
-        message_id: Set(id.clone()),
-        subject: Set(E::SUBJECT.to_owned()),
-        message_type: Set(E::TYPE.to_owned()),
-        payload: Set(Encoding::MsgPack.encode(event)?),
+        message_id: Set(id.to_owned()),
+        subject: Set(subject.to_owned()),
+        message_type: Set(M::TYPE.to_owned()),
+        payload: Set(Encoding::MsgPack.encode(message)?),
         headers: Set(serde_json::to_string(&headers).unwrap_or_else(|_| "{}".into())),
         created_at: Set(Utc::now()),
         published_at: Set(None),
@@ -98,7 +122,7 @@ pub async fn enqueue<C: ConnectionTrait, E: Event>(
     entity::Entity::insert(row)
         .exec_without_returning(db)
         .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Wakes the relay after a commit. Cheap to clone.
