@@ -17,9 +17,11 @@
 //!   its first outcome's event, published through the outbox, is the answer.
 //!   A rejection records no reservation, so a later reserve of the same
 //!   order (under a new message id) is a new attempt.
-//! - Release gives back `reserved` lines only; an unknown, released or
-//!   committed order is a no-op (no event), and committed stock never
-//!   comes back.
+//! - Release gives back `reserved` lines only; a released or committed
+//!   order is a no-op (no event), and committed stock never comes back.
+//!   Releasing an order never reserved always answers (`StockReleased`
+//!   with no lines, since a compensating saga waits for it) and leaves a
+//!   released marker, so that reserve command, arriving late, is a no-op.
 //! - Commit makes `reserved` lines final (their stock was taken at reserve);
 //!   committing again is a no-op, committing a released or unknown order is
 //!   a permanent error.
@@ -226,6 +228,9 @@ async fn reserve(
         tracing::info!(%order_id, "order already has a reservation; reserve is a no-op");
         return Ok(Reservation::Made(vec![]));
     }
+    // The marker first: it serialises this reserve with a concurrent
+    // release of the same order (see `storage::reservations`).
+    reservations::insert(txn, order_id, reservations::ORDER_MARKER, 0).await?;
     let mut unavailable = Vec::new();
     for line in &req.lines {
         // The row first: a concurrent reserve of the same order waits on
@@ -322,12 +327,49 @@ async fn release(
     meta: &MessageMeta,
 ) -> Result<Vec<Uuid>, Error> {
     let order_id = cmd.order_id;
+    let rows = reservations::of_order(txn, order_id).await?;
+    if rows.is_empty() {
+        // Never reserved (or not yet: the saga gave up waiting). Leave a
+        // released marker so a late reserve is a no-op, and answer anyway:
+        // a compensating saga waits for this event.
+        reservations::insert_in_state(
+            txn,
+            order_id,
+            reservations::ORDER_MARKER,
+            0,
+            State::Released,
+        )
+        .await?;
+        outbox::enqueue(
+            txn,
+            &StockReleased {
+                order_id,
+                lines: vec![],
+            },
+            meta,
+        )
+        .await?;
+        tracing::info!(%order_id, "release of an order never reserved: marked released");
+        return Ok(vec![]);
+    }
     let mut lines = Vec::new();
-    for row in reservations::of_order(txn, order_id).await? {
+    let mut moved = false;
+    for row in rows {
         if row.state != State::Reserved {
             continue;
         }
         let product_id = row.product_uuid()?;
+        if product_id == reservations::ORDER_MARKER {
+            moved |= reservations::transition(
+                txn,
+                order_id,
+                product_id,
+                State::Reserved,
+                State::Released,
+            )
+            .await?;
+            continue;
+        }
         // Only the one move that wins `reserved -> released` gives units
         // back: a concurrent commit or release of this line finds it moved.
         if reservations::transition(txn, order_id, product_id, State::Reserved, State::Released)
@@ -340,7 +382,7 @@ async fn release(
             });
         }
     }
-    if lines.is_empty() {
+    if lines.is_empty() && !moved {
         tracing::info!(%order_id, "nothing reserved for the order; release is a no-op");
         return Ok(vec![]);
     }
@@ -363,6 +405,14 @@ async fn commit(
     let mut lines = Vec::new();
     for row in rows {
         let product_id = row.product_uuid()?;
+        if product_id == reservations::ORDER_MARKER {
+            if row.state == State::Released {
+                return Err(Error::ReservationReleased(order_id));
+            }
+            reservations::transition(txn, order_id, product_id, State::Reserved, State::Committed)
+                .await?;
+            continue;
+        }
         let state = match row.state {
             State::Reserved => {
                 if reservations::transition(

@@ -5,6 +5,14 @@
 //! (units sold). Every move is a conditional UPDATE on the current state,
 //! so two concurrent moves of one row cannot both win, on SQLite or on
 //! PostgreSQL under READ COMMITTED.
+//!
+//! Each order also has one marker row (product [`ORDER_MARKER`], zero
+//! units), inserted first by a reserve and by a release of an order the
+//! catalog never saw. Its primary key serialises the two: whichever comes
+//! second waits on the key and then fails as a conflict, is retried, and
+//! sees the first one's outcome. So a release that overtakes its reserve
+//! leaves a `released` marker behind and the late reserve is a no-op
+//! instead of holding stock for an order that was given up.
 
 use chrono::Utc;
 use sea_orm::{
@@ -62,6 +70,9 @@ pub mod entity {
 }
 
 use entity::{Column, Entity as Reservations};
+
+/// The product id of an order's marker row (see the module docs).
+pub const ORDER_MARKER: Uuid = Uuid::nil();
 pub use entity::{Model, State};
 
 impl Model {
@@ -103,12 +114,24 @@ pub async fn insert<C: ConnectionTrait>(
     product_id: Uuid,
     quantity: i64,
 ) -> Result<(), Error> {
+    insert_in_state(db, order_id, product_id, quantity, State::Reserved).await
+}
+
+/// Record a line in a given state (a `released` marker for an order
+/// released before it was ever reserved).
+pub async fn insert_in_state<C: ConnectionTrait>(
+    db: &C,
+    order_id: Uuid,
+    product_id: Uuid,
+    quantity: i64,
+    state: State,
+) -> Result<(), Error> {
     let now = Utc::now();
     entity::ActiveModel {
         order_id: Set(order_id.to_string()),
         product_id: Set(product_id.to_string()),
         quantity: Set(quantity),
-        state: Set(State::Reserved),
+        state: Set(state),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -210,8 +210,9 @@ async fn release_gives_stock_back_and_commit_keeps_it() {
     assert_eq!(stock(&db, p).await, 8);
     assert_eq!(held(&db, p, State::Committed).await, 2);
 
-    // No-ops: releasing a committed, a released or an unknown order, and
-    // committing again. None of them moves stock or emits anything.
+    // No-ops: releasing a committed or a released order, and committing
+    // again. None of them moves stock or emits anything. Releasing an
+    // unknown order moves nothing either, but answers (below).
     app.send(&ReleaseStock {
         order_id: o2,
         reason: None,
@@ -222,15 +223,23 @@ async fn release_gives_stock_back_and_commit_keeps_it() {
         reason: None,
     })
     .await;
+    let unknown = Uuid::now_v7();
     app.send(&ReleaseStock {
-        order_id: Uuid::now_v7(),
+        order_id: unknown,
         reason: None,
     })
     .await;
     app.send(&CommitReservation { order_id: o2 }).await;
     settle(&app, &db).await;
     assert_eq!(stock(&db, p).await, 8, "committed stock never comes back");
-    assert_eq!(app.stream_count(EVENTS).await, 5);
+    let events = app.stream_messages(EVENTS, 6).await;
+    assert_eq!(events.len(), 6);
+    let released: Vec<StockReleased> = of_type(&events);
+    assert_eq!(
+        released.last().map(|r| (r.order_id, r.lines.len())),
+        Some((unknown, 0)),
+        "a compensating saga hears back even for an order never reserved"
+    );
     assert_no_dead_letters(&app).await;
 
     // Committing a released or an unknown order is a permanent error.
@@ -257,7 +266,28 @@ async fn release_gives_stock_back_and_commit_keeps_it() {
     assert_eq!(stock(&db, p).await, 8);
     assert_eq!(held(&db, p, State::Reserved).await, 0);
     assert_eq!(held(&db, p, State::Committed).await, 2);
-    assert_eq!(app.stream_count(EVENTS).await, 5);
+    assert_eq!(app.stream_count(EVENTS).await, 6);
+}
+
+#[tokio::test]
+async fn a_reserve_arriving_after_its_release_holds_nothing() {
+    let app = TestCatalog::spawn().await;
+    let db = db(&app).await;
+    let p = app.create("RES-LATE", "Late", 4).await.id;
+    let order = Uuid::now_v7();
+    // The saga gave up waiting and compensated before its reserve got here.
+    app.send(&ReleaseStock {
+        order_id: order,
+        reason: Some("reservation timed out".into()),
+    })
+    .await;
+    app.stream_messages(EVENTS, 2).await;
+    app.send(&reserve(order, vec![line(p, 3)])).await;
+    settle(&app, &db).await;
+    assert_eq!(stock(&db, p).await, 4, "the late reserve took nothing");
+    assert_eq!(held(&db, p, State::Reserved).await, 0);
+    assert_eq!(app.stream_count(EVENTS).await, 2, "one create, one release");
+    assert_no_dead_letters(&app).await;
 }
 
 #[tokio::test]
