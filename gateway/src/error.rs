@@ -44,9 +44,17 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// The write would clash with what exists (a taken sku, an existing id).
+    /// The write would clash with what exists (a taken sku, an existing id),
+    /// or the resource's state does not allow it (cancelling a confirmed order).
     #[error("{0}")]
     Conflict(String),
+    /// The resource does not exist, or the caller may not know that it does
+    /// (another customer's order): both answer the same 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body names products the catalog does not have.
+    #[error("unknown product(s): {}", unknown_list(.0))]
+    UnknownProducts(Vec<UnknownProduct>),
     /// Redis, for rate limits and idempotency keys, is configured wrongly.
     #[error("Redis: {0}")]
     Redis(#[source] redis::RedisError),
@@ -80,4 +88,21 @@ pub enum Error {
     /// A CORS preflight from an origin that is not allowed.
     #[error("cross-origin requests from this origin are not allowed")]
     OriginNotAllowed,
+}
+
+/// A line of a request that names a product the catalog does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownProduct {
+    /// Where in the request: the index of the line in `lines`.
+    pub line: usize,
+    /// The product id it names.
+    pub product_id: uuid::Uuid,
+}
+
+fn unknown_list(unknown: &[UnknownProduct]) -> String {
+    unknown
+        .iter()
+        .map(|u| u.product_id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

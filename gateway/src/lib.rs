@@ -14,6 +14,9 @@
 //! - [`auth`]: OAuth 2.0: token validation and scopes on `/v1`, and the
 //!   built-in authorization server (`/oauth/*`, `/.well-known/*`).
 //! - [`users`]: `/v1/users` (register, the caller's own profile).
+//! - [`orders`]: `/v1/orders` (place, read, cancel, history, SSE status stream).
+//! - [`order_hub`]: the one `orders.events.>` subscription behind the SSE streams.
+//! - [`webhooks`]: `/v1/me/webhook` (the caller's webhook, via notifications).
 //! - [`docs`]: Swagger UI with PKCE sign-in.
 //! - [`trace`]: the per-request span, continuing the caller's `traceparent`.
 //! - [`route`]: the matched route template, for labels.
@@ -27,6 +30,8 @@ pub mod health;
 pub mod idempotency;
 pub mod limits;
 pub mod metrics;
+pub mod order_hub;
+pub mod orders;
 pub mod problem;
 pub mod products;
 pub mod request_id;
@@ -35,6 +40,7 @@ pub mod settings;
 pub mod spec;
 pub mod trace;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -70,6 +76,18 @@ pub fn app_with_auth(
     rt: Runtime,
     auth: auth::Auth,
 ) -> impl Endpoint + use<> {
+    let hub = order_hub::OrderHub::new(rt.nats.clone());
+    app_with_hub(settings, rt, auth, hub)
+}
+
+/// [`app_with_auth`] with the order events hub given (so that [`run`] can
+/// end its streams at shutdown).
+fn app_with_hub(
+    settings: &GatewaySettings,
+    rt: Runtime,
+    auth: auth::Auth,
+    hub: order_hub::OrderHub,
+) -> impl Endpoint + use<> {
     jetshop_platform::metrics::install();
     let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries);
     let api = spec::service();
@@ -98,6 +116,7 @@ pub fn app_with_auth(
     };
     routes
         .data(rpc)
+        .data(hub)
         .data(auth.validator.clone())
         .data(rt.jetstream())
         .data(rt.health)
@@ -150,7 +169,16 @@ pub async fn run(
         .map(ToString::to_string)
         .unwrap_or_else(|| addr.to_string());
     tracing::info!(addr = %local, "gateway listening (API under /v1, docs at /docs)");
-    let app = app_with_auth(&settings, rt, auth);
+    // Open event streams would hold the graceful shutdown for its whole
+    // grace period: end them as soon as shutdown is asked.
+    let hub = order_hub::OrderHub::new(rt.nats.clone());
+    let closer = hub.clone();
+    let asked = shutdown.clone();
+    tokio::spawn(async move {
+        asked.cancelled().await;
+        closer.close();
+    });
+    let app = app_with_hub(&settings, rt, auth, hub);
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), Some(GRACEFUL_SHUTDOWN))
         .await

@@ -277,6 +277,27 @@ impl From<&Error> for Problem {
             Error::Conflict(detail) => {
                 Self::new(S::CONFLICT, "conflict", "Conflict").detail(detail.clone())
             }
+            Error::NotFound(detail) => {
+                Self::new(S::NOT_FOUND, "not-found", "Not found").detail(detail.clone())
+            }
+            Error::UnknownProducts(unknown) => {
+                let mut p = Self::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "unknown-product",
+                    "Unknown product",
+                )
+                .detail(err.to_string());
+                p.errors = Some(
+                    unknown
+                        .iter()
+                        .map(|u| InvalidParam {
+                            name: format!("lines[{}].product_id", u.line),
+                            reason: format!("no product with id {}", u.product_id),
+                        })
+                        .collect(),
+                );
+                p
+            }
             Error::Invalid { field, reason } => {
                 let mut p = Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
                     .detail(format!("{field}: {reason}"));
@@ -489,7 +510,8 @@ enum Documented {
     /// The body is not `application/json`.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
-    /// The `Idempotency-Key` was used before with another body.
+    /// The `Idempotency-Key` was used before with another body, or the body
+    /// names something that does not exist (an unknown product; `errors` says where).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// The caller's rate limit is used up; retry after `Retry-After` seconds.

@@ -3,7 +3,7 @@
 
 use poem_openapi::{ExtraHeader, OpenApiService};
 
-use crate::{products::ProductsApi, users::UsersApi};
+use crate::{orders::OrdersApi, products::ProductsApi, users::UsersApi, webhooks::WebhooksApi};
 
 /// Where Swagger UI is served.
 pub const DOCS_PATH: &str = "/docs";
@@ -23,17 +23,18 @@ Authentication is OAuth 2.0: send an access token as `Authorization: Bearer \
 <token>`. Swagger UI's Authorize button signs in with the authorization code \
 flow and PKCE as the public client `swagger-ui`; machines use client \
 credentials at `/oauth/token`. Each operation lists the scope it needs \
-(`catalog:write` for product writes); reads of the catalog and \
-registration are open to everyone. A missing or invalid token is a 401 and \
+(`catalog:write` for product writes, `orders:read` and `orders:write` for \
+your orders and webhook, `users:admin` to see everyone's); reads of the \
+catalog and registration are open to everyone. A missing or invalid token is a 401 and \
 a missing scope a 403, both with an RFC 6750 `WWW-Authenticate` header.";
 
 /// Every operation of the API.
-pub type Api = (ProductsApi, UsersApi);
+pub type Api = (ProductsApi, UsersApi, OrdersApi, WebhooksApi);
 
 /// The OpenAPI service: every operation of the API.
 pub fn service() -> OpenApiService<Api, ()> {
     OpenApiService::new(
-        (ProductsApi, UsersApi),
+        (ProductsApi, UsersApi, OrdersApi, WebhooksApi),
         "jetshop",
         env!("CARGO_PKG_VERSION"),
     )
@@ -118,9 +119,18 @@ mod tests {
     fn request_bodies_are_closed_and_responses_are_not() {
         let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
         let schemas = &doc["components"]["schemas"];
-        for name in ["NewProduct", "NewMoney", "NewUser"] {
+        for name in [
+            "NewProduct",
+            "NewMoney",
+            "NewUser",
+            "NewOrder",
+            "NewOrderLine",
+            "CancelOrder",
+            "NewWebhook",
+        ] {
             assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
         }
         assert!(schemas["Product"].get("additionalProperties").is_none());
+        assert!(schemas["Order"].get("additionalProperties").is_none());
     }
 }
