@@ -77,6 +77,17 @@ pub async fn enqueue<C: ConnectionTrait, E: Event>(
     Ok(id)
 }
 
+/// Add `event` to the outbox under an id the caller already gave it (an
+/// event-sourced service stores the event under the same id it publishes).
+pub async fn enqueue_event_as<C: ConnectionTrait, E: Event>(
+    db: &C,
+    event: &E,
+    event_id: &str,
+    meta: &MessageMeta,
+) -> Result<(), Error> {
+    insert(db, E::SUBJECT, event_id, event, meta).await
+}
+
 /// Add `command` to the outbox under a message id the caller chose, inside
 /// the caller's transaction. A saga derives the id from the order and the
 /// step's attempt, so a step sent twice by a crashed and restarted process
