@@ -21,6 +21,7 @@ use crate::{
         jwt::{TokenError, Validator},
         scopes::Scope,
     },
+    limits::ValidatedBearer,
 };
 
 /// Why an authenticated request is refused.
@@ -38,6 +39,15 @@ pub enum AuthError {
 }
 
 async fn check(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    // The rate limiter (or the idempotency layer) validated this very
+    // token a moment ago: one signature check per request is enough.
+    if let Some(principal) = req
+        .extensions()
+        .get::<ValidatedBearer>()
+        .and_then(|v| v.principal_of(&bearer.token))
+    {
+        return Ok(principal.clone());
+    }
     let validator = req
         .data::<Arc<Validator>>()
         .expect("the token validator is installed as request data");
@@ -123,4 +133,34 @@ pub enum Public {
     /// No token.
     #[oai(fallback)]
     Anonymous,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_token_validated_earlier_in_the_request_is_not_validated_again() {
+        let principal = Principal {
+            subject: "u-1".into(),
+            client_id: Some("web".into()),
+            scopes: ["orders:read".to_owned()].into(),
+            roles: vec![],
+        };
+        // No validator is installed: validating again would panic.
+        let mut req = Request::builder().finish();
+        req.extensions_mut().insert(ValidatedBearer {
+            token: "abc".into(),
+            principal: principal.clone(),
+        });
+        let got = check(
+            &req,
+            Bearer {
+                token: "abc".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(got, principal);
+    }
 }

@@ -37,7 +37,9 @@ use poem::{
     http::{HeaderName, HeaderValue, Method},
 };
 
-pub use caller::{AuthenticatedCaller, CallerKey, CallerPolicy, Identify};
+pub use caller::{
+    AuthenticatedCaller, CallerKey, CallerPolicy, Identified, Identify, ValidatedBearer,
+};
 pub use gcra::{Decision, LocalLimiter, Quota};
 pub use redis::{RedisStore, Unavailable};
 
