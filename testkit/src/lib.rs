@@ -11,6 +11,8 @@
 //!   (dropped afterwards), so the same suite runs on both.
 //! - [`SpanCollector`]: an OpenTelemetry exporter that keeps finished spans
 //!   so tests can assert trace and parent ids.
+//! - [`SmtpServer`]: Python's `aiosmtpd` on a free port, keeping every
+//!   message it accepts, killed on drop.
 
 use std::{
     net::TcpListener,
@@ -21,6 +23,9 @@ use std::{
 };
 
 use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
+
+mod smtp;
+pub use smtp::SmtpServer;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
