@@ -35,14 +35,110 @@ pub mod audit;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod handlers;
 pub mod mailer;
 pub mod metrics;
 pub mod settings;
 pub mod storage;
 pub mod webhook;
 
+use jetshop_contracts::streams;
+use jetshop_platform::{outbox::Relay, runtime::Runtime};
+use tokio_util::sync::CancellationToken;
+
 pub use error::Error;
 pub use settings::NotificationsSettings;
 
 /// Name under which the service registers as a micro service.
 pub const SERVICE_NAME: &str = "notifications";
+
+/// Run the notifications service until `shutdown`: migrate, provision
+/// streams, serve the webhook RPC, consume orders and users events and
+/// webhook commands, and relay the outbox. Returns after draining.
+pub async fn run(
+    settings: NotificationsSettings,
+    rt: Runtime,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    settings.validate()?;
+    let mailer = mailer::Mailer::from_settings(&settings)?;
+    let from = settings
+        .mail_from
+        .parse()
+        .map_err(|e| Error::Config(format!("--mail-from: {e}")))?;
+    let webhooks = webhook::WebhookClient::new(settings.webhook_timeout)?;
+    let db = jetshop_platform::db::connect(&settings.database_url).await?;
+    storage::migrate(&db).await?;
+    // The events it consumes belong to orders and users, but this service
+    // may start first: provisioning is idempotent, so it makes sure they exist.
+    rt.provision(&[
+        streams::orders_events(),
+        streams::users_events(),
+        streams::notifications_events(),
+        streams::notifications_commands(),
+        streams::dlq(),
+    ])
+    .await?;
+    rt.health.add_db("notifications-db", db.clone()).await;
+    rt.health
+        .add_nats("notifications-nats", rt.nats.clone())
+        .await;
+
+    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
+    let deps = handlers::Deps {
+        db: db.clone(),
+        outbox: relay.notifier(),
+        mailer,
+        from,
+        webhooks,
+        webhook_timeout: settings.webhook_timeout,
+        max_deliver: settings.consumer.max_deliver,
+    };
+    // The relay stops after the consumers, so it publishes their last commits.
+    let relay_stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
+
+    let rpc = handlers::rpc::start(&rt.nats, db.clone(), settings.webhook_allow_http).await?;
+    let consumers = [
+        tokio::spawn(handlers::events::run_orders(
+            rt.jetstream(),
+            deps.clone(),
+            settings.consumer.clone(),
+            shutdown.child_token(),
+        )),
+        tokio::spawn(handlers::events::run_users(
+            rt.jetstream(),
+            deps.clone(),
+            settings.consumer.clone(),
+            shutdown.child_token(),
+        )),
+        tokio::spawn(handlers::webhooks::run(
+            rt.jetstream(),
+            deps.clone(),
+            settings.consumer.clone(),
+            shutdown.child_token(),
+        )),
+    ];
+    tracing::info!(
+        database = %jetshop_platform::config::redact_url(&settings.database_url),
+        mail = %deps.mailer.describe(),
+        "notifications service running"
+    );
+
+    shutdown.cancelled().await;
+    rpc.stop().await;
+    let mut result = Ok(());
+    for consumer in consumers {
+        let outcome = match consumer.await {
+            Ok(r) => r.map_err(Error::from),
+            Err(join) => Err(Error::Internal(format!("consumer panicked: {join}"))),
+        };
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
+    relay_stop.cancel();
+    let _ = relay_task.await;
+    db.close().await.ok();
+    result
+}
