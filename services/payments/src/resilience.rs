@@ -1,0 +1,745 @@
+//! Calling the card provider without letting it take us down: a timeout
+//! per attempt, retries with jittered exponential backoff, a circuit
+//! breaker and a bulkhead, wrapped around any [`PaymentProvider`] as a
+//! provider itself ([`ResilientProvider`]).
+//!
+//! One attempt goes through, in order:
+//! 1. the **circuit breaker**: closed lets calls through; after
+//!    `breaker_failure_threshold` consecutive failures (transient errors and
+//!    timeouts; a decline is an answer, so it counts as a success) it opens
+//!    and fails every call fast as `Transient("circuit open")`, without
+//!    touching the provider; after `breaker_open_duration` it is half-open
+//!    and lets exactly ONE probe through: a success closes it, a failure
+//!    opens it again for another period;
+//! 2. the **bulkhead**: at most `bulkhead_max_concurrent` calls in flight; a
+//!    call waits at most `bulkhead_max_wait` for a slot, then fails as
+//!    `Transient("bulkhead full")`, so a slow provider cannot pile up every
+//!    consumer task behind it;
+//! 3. the **timeout**: no answer within `timeout` is [`ProviderError::Timeout`].
+//!
+//! Failed attempts are **retried** `retries` times with jittered
+//! exponential backoff (the `backon` crate), but only when the provider
+//! itself failed transiently or timed out: never a decline (the same card
+//! gives the same answer), and never a call the breaker or the bulkhead
+//! refused (retrying at once would only add load; the command consumer
+//! redelivers the command later with its own, longer backoff). Retries
+//! are safe because every request carries an idempotency key.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::{FutureExt, future::BoxFuture};
+use tokio::{sync::Semaphore, time::Instant};
+
+use crate::{
+    metrics as m,
+    provider::{
+        Authorization, AuthorizeRequest, CaptureRequest, PaymentProvider, ProviderError, Receipt,
+        RefundRequest, VoidReceipt, VoidRequest,
+    },
+};
+
+/// Upper bound of one backoff delay, whatever the retry count.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How provider calls are guarded (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Longest wait for one attempt.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for transient failures and timeouts.
+    pub retries: u32,
+    /// First delay between attempts; doubles each time, plus jitter.
+    pub backoff: Duration,
+    /// Consecutive failures that open the breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long the breaker stays open before a probe.
+    pub breaker_open_duration: Duration,
+    /// Provider calls in flight at once.
+    pub bulkhead_max_concurrent: usize,
+    /// Longest wait for a bulkhead slot.
+    pub bulkhead_max_wait: Duration,
+}
+
+/// Where a circuit breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// The open period is over: the next call is the probe.
+    HalfOpen,
+    /// Calls fail fast.
+    Open,
+}
+
+impl BreakerState {
+    /// The value of the [`m::BREAKER_STATE`] gauge.
+    pub fn gauge(self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        }
+    }
+}
+
+/// What a breaker has done so far, for tests and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSnapshot {
+    /// Where it stands now.
+    pub state: BreakerState,
+    /// Failures in a row while closed.
+    pub consecutive_failures: u32,
+    /// Times it opened (from closed or after a failed probe).
+    pub times_opened: u64,
+    /// Probes let through while half-open.
+    pub probes: u64,
+    /// Calls failed fast without reaching the provider.
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+#[derive(Debug)]
+struct BreakerInner {
+    phase: Phase,
+    times_opened: u64,
+    probes: u64,
+    rejected: u64,
+}
+
+/// A consecutive-failure circuit breaker with a single half-open probe.
+/// Time is tokio's, so tests can pause and advance it.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    name: &'static str,
+    threshold: u32,
+    open_for: Duration,
+    inner: Mutex<BreakerInner>,
+}
+
+/// The breaker refused the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitOpen;
+
+/// Leave to make one call. Report how it went with [`BreakerPermit::success`]
+/// or [`BreakerPermit::failure`]; a probe dropped without a report (its
+/// call was cancelled) lets the next call probe instead.
+#[derive(Debug)]
+pub struct BreakerPermit<'a> {
+    breaker: &'a CircuitBreaker,
+    probe: bool,
+    reported: bool,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker named `name` (the provider, in metrics).
+    pub fn new(name: &'static str, threshold: u32, open_for: Duration) -> Self {
+        metrics::gauge!(m::BREAKER_STATE, "provider" => name).set(BreakerState::Closed.gauge());
+        Self {
+            name,
+            threshold: threshold.max(1),
+            open_for,
+            inner: Mutex::new(BreakerInner {
+                phase: Phase::Closed { failures: 0 },
+                times_opened: 0,
+                probes: 0,
+                rejected: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ask to make a call.
+    pub fn try_acquire(&self) -> Result<BreakerPermit<'_>, CircuitOpen> {
+        let mut inner = self.lock();
+        let probe = match inner.phase {
+            Phase::Closed { .. } => false,
+            Phase::Open { until } if Instant::now() >= until => {
+                inner.phase = Phase::HalfOpen { probing: true };
+                true
+            }
+            Phase::HalfOpen { probing: false } => {
+                inner.phase = Phase::HalfOpen { probing: true };
+                true
+            }
+            Phase::Open { .. } | Phase::HalfOpen { probing: true } => {
+                inner.rejected += 1;
+                return Err(CircuitOpen);
+            }
+        };
+        if probe {
+            inner.probes += 1;
+            self.publish(BreakerState::HalfOpen);
+            tracing::info!(provider = self.name, "circuit breaker half-open: probing");
+        }
+        Ok(BreakerPermit {
+            breaker: self,
+            probe,
+            reported: false,
+        })
+    }
+
+    /// Where the breaker stands now.
+    pub fn state(&self) -> BreakerState {
+        Self::state_of(&self.lock())
+    }
+
+    fn state_of(inner: &BreakerInner) -> BreakerState {
+        match inner.phase {
+            Phase::Closed { .. } => BreakerState::Closed,
+            Phase::Open { until } if Instant::now() >= until => BreakerState::HalfOpen,
+            Phase::Open { .. } => BreakerState::Open,
+            Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Counters and state.
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let inner = self.lock();
+        BreakerSnapshot {
+            state: Self::state_of(&inner),
+            consecutive_failures: match inner.phase {
+                Phase::Closed { failures } => failures,
+                _ => 0,
+            },
+            times_opened: inner.times_opened,
+            probes: inner.probes,
+            rejected: inner.rejected,
+        }
+    }
+
+    fn record(&self, probe: bool, ok: bool) {
+        let mut inner = self.lock();
+        match (inner.phase, probe) {
+            (Phase::HalfOpen { .. }, true) if ok => {
+                inner.phase = Phase::Closed { failures: 0 };
+                self.publish(BreakerState::Closed);
+                tracing::info!(
+                    provider = self.name,
+                    "circuit breaker closed: the probe succeeded"
+                );
+            }
+            (Phase::HalfOpen { .. }, true) => self.open(&mut inner, "the probe failed"),
+            (Phase::Closed { .. }, false) if ok => inner.phase = Phase::Closed { failures: 0 },
+            (Phase::Closed { failures }, false) => {
+                let failures = failures + 1;
+                if failures >= self.threshold {
+                    self.open(&mut inner, "too many consecutive failures");
+                } else {
+                    inner.phase = Phase::Closed { failures };
+                }
+            }
+            // Calls let through while closed that finish after the breaker
+            // moved on: only the probe decides a half-open breaker, and an
+            // open one waits out its period.
+            _ => {}
+        }
+    }
+
+    fn open(&self, inner: &mut BreakerInner, why: &str) {
+        inner.phase = Phase::Open {
+            until: Instant::now() + self.open_for,
+        };
+        inner.times_opened += 1;
+        self.publish(BreakerState::Open);
+        tracing::warn!(provider = self.name, open_for = ?self.open_for, why, "circuit breaker open: failing provider calls fast");
+    }
+
+    fn release_probe(&self) {
+        let mut inner = self.lock();
+        if let Phase::HalfOpen { probing: true } = inner.phase {
+            inner.phase = Phase::HalfOpen { probing: false };
+        }
+    }
+
+    fn publish(&self, state: BreakerState) {
+        metrics::gauge!(m::BREAKER_STATE, "provider" => self.name).set(state.gauge());
+    }
+}
+
+impl BreakerPermit<'_> {
+    /// The call got an answer (an approval or a decline).
+    pub fn success(mut self) {
+        self.reported = true;
+        self.breaker.record(self.probe, true);
+    }
+
+    /// The call failed (transient error or timeout).
+    pub fn failure(mut self) {
+        self.reported = true;
+        self.breaker.record(self.probe, false);
+    }
+}
+
+impl Drop for BreakerPermit<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.reported {
+            self.breaker.release_probe();
+        }
+    }
+}
+
+/// Why one attempt failed, which decides whether to retry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptError {
+    /// The provider failed or declined.
+    Provider(ProviderError),
+    /// The breaker is open: the provider was not called.
+    CircuitOpen,
+    /// No bulkhead slot in time: the provider was not called.
+    BulkheadFull,
+}
+
+impl AttemptError {
+    /// Retry within this call only what the provider itself failed
+    /// transiently; see the module docs.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AttemptError::Provider(e) if e.is_retryable())
+    }
+
+    fn outcome(&self) -> &'static str {
+        match self {
+            AttemptError::Provider(ProviderError::Declined { .. }) => "declined",
+            AttemptError::Provider(ProviderError::Transient(_)) => "transient",
+            AttemptError::Provider(ProviderError::Timeout) => "timeout",
+            AttemptError::CircuitOpen => "circuit_open",
+            AttemptError::BulkheadFull => "bulkhead_full",
+        }
+    }
+}
+
+impl From<AttemptError> for ProviderError {
+    fn from(e: AttemptError) -> Self {
+        match e {
+            AttemptError::Provider(p) => p,
+            AttemptError::CircuitOpen => ProviderError::Transient("circuit open".into()),
+            AttemptError::BulkheadFull => ProviderError::Transient("bulkhead full".into()),
+        }
+    }
+}
+
+/// A provider behind a timeout, retries, a circuit breaker and a bulkhead.
+pub struct ResilientProvider {
+    inner: Arc<dyn PaymentProvider>,
+    policy: Policy,
+    breaker: CircuitBreaker,
+    bulkhead: Semaphore,
+    attempts: AtomicU64,
+}
+
+impl std::fmt::Debug for ResilientProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResilientProvider")
+            .field("provider", &self.inner.name())
+            .field("policy", &self.policy)
+            .field("breaker", &self.breaker.snapshot())
+            .finish()
+    }
+}
+
+impl ResilientProvider {
+    /// Guard `inner` with `policy`.
+    pub fn new(inner: Arc<dyn PaymentProvider>, policy: Policy) -> Self {
+        let breaker = CircuitBreaker::new(
+            inner.name(),
+            policy.breaker_failure_threshold,
+            policy.breaker_open_duration,
+        );
+        let bulkhead = Semaphore::new(policy.bulkhead_max_concurrent.max(1));
+        Self {
+            inner,
+            policy,
+            breaker,
+            bulkhead,
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    /// Where the circuit breaker stands.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// The circuit breaker's counters.
+    pub fn breaker(&self) -> BreakerSnapshot {
+        self.breaker.snapshot()
+    }
+
+    /// Attempts made through this guard, including those refused by the
+    /// breaker or the bulkhead.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Run `call` under the policy: attempts with retries and backoff.
+    async fn guarded<'a, T, F>(
+        &'a self,
+        operation: &'static str,
+        call: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: Fn() -> BoxFuture<'a, Result<T, ProviderError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.policy.backoff)
+            .with_max_delay(MAX_BACKOFF.max(self.policy.backoff))
+            .with_factor(2.0)
+            .with_max_times(self.policy.retries as usize)
+            .with_jitter();
+        (|| self.attempt(operation, &call))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(AttemptError::is_retryable)
+            .notify(|err: &AttemptError, delay: Duration| {
+                tracing::warn!(provider = self.inner.name(), operation, error = ?err, retry_in = ?delay, "provider call failed; retrying");
+            })
+            .await
+            .map_err(ProviderError::from)
+    }
+
+    /// One attempt: breaker, bulkhead, timeout.
+    async fn attempt<'a, T, F>(
+        &'a self,
+        operation: &'static str,
+        call: &F,
+    ) -> Result<T, AttemptError>
+    where
+        F: Fn() -> BoxFuture<'a, Result<T, ProviderError>>,
+    {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let provider = self.inner.name();
+        let result = self.attempt_inner(operation, call).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!(m::PROVIDER_CALLS, "provider" => provider, "operation" => operation, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn attempt_inner<'a, T, F>(
+        &'a self,
+        operation: &'static str,
+        call: &F,
+    ) -> Result<T, AttemptError>
+    where
+        F: Fn() -> BoxFuture<'a, Result<T, ProviderError>>,
+    {
+        let permit = self
+            .breaker
+            .try_acquire()
+            .map_err(|CircuitOpen| AttemptError::CircuitOpen)?;
+        let _slot = match tokio::time::timeout(
+            self.policy.bulkhead_max_wait,
+            self.bulkhead.acquire(),
+        )
+        .await
+        {
+            Ok(Ok(slot)) => slot,
+            // Elapsed, or closed (never: we do not close it).
+            _ => return Err(AttemptError::BulkheadFull),
+        };
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.policy.timeout, call()).await {
+            Ok(r) => r,
+            Err(_elapsed) => Err(ProviderError::Timeout),
+        };
+        metrics::histogram!(m::PROVIDER_DURATION, "provider" => self.inner.name(), "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) | Err(ProviderError::Declined { .. }) => permit.success(),
+            Err(ProviderError::Transient(_) | ProviderError::Timeout) => permit.failure(),
+        }
+        result.map_err(AttemptError::Provider)
+    }
+}
+
+impl PaymentProvider for ResilientProvider {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        req: &'a AuthorizeRequest,
+    ) -> BoxFuture<'a, Result<Authorization, ProviderError>> {
+        self.guarded("authorize", move || self.inner.authorize(req))
+            .boxed()
+    }
+
+    fn capture<'a>(
+        &'a self,
+        req: &'a CaptureRequest,
+    ) -> BoxFuture<'a, Result<Receipt, ProviderError>> {
+        self.guarded("capture", move || self.inner.capture(req))
+            .boxed()
+    }
+
+    fn void<'a>(
+        &'a self,
+        req: &'a VoidRequest,
+    ) -> BoxFuture<'a, Result<VoidReceipt, ProviderError>> {
+        self.guarded("void", move || self.inner.void(req)).boxed()
+    }
+
+    fn refund<'a>(
+        &'a self,
+        req: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<Receipt, ProviderError>> {
+        self.guarded("refund", move || self.inner.refund(req))
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::provider::SimulatedProvider;
+
+    const OPEN_FOR: Duration = Duration::from_secs(10);
+
+    fn breaker(threshold: u32) -> CircuitBreaker {
+        CircuitBreaker::new("test", threshold, OPEN_FOR)
+    }
+
+    fn fail(b: &CircuitBreaker) {
+        b.try_acquire().expect("let through").failure();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_n_consecutive_failures_and_fails_fast() {
+        let b = breaker(3);
+        fail(&b);
+        fail(&b);
+        // A success in between starts the count again.
+        b.try_acquire().unwrap().success();
+        fail(&b);
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Closed);
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.try_acquire().unwrap_err(), CircuitOpen);
+        let s = b.snapshot();
+        assert_eq!((s.times_opened, s.rejected), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_one_probe_through_and_a_success_closes() {
+        let b = breaker(1);
+        fail(&b);
+        tokio::time::advance(OPEN_FOR).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let probe = b.try_acquire().expect("the probe");
+        // Everyone else still fails fast while the probe is out.
+        assert!(b.try_acquire().is_err());
+        probe.success();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.try_acquire().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_for_another_period() {
+        let b = breaker(1);
+        fail(&b);
+        tokio::time::advance(OPEN_FOR).await;
+        b.try_acquire().unwrap().failure();
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(OPEN_FOR / 2).await;
+        assert!(b.try_acquire().is_err());
+        tokio::time::advance(OPEN_FOR / 2).await;
+        assert!(b.try_acquire().is_ok());
+        assert_eq!(b.snapshot().times_opened, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_lets_the_next_call_probe() {
+        let b = breaker(1);
+        fail(&b);
+        tokio::time::advance(OPEN_FOR).await;
+        drop(b.try_acquire().unwrap());
+        let probe = b.try_acquire().expect("a new probe");
+        probe.success();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_outcomes_of_calls_started_while_closed_do_not_move_an_open_breaker() {
+        let b = breaker(1);
+        let early = b.try_acquire().unwrap();
+        fail(&b);
+        assert_eq!(b.state(), BreakerState::Open);
+        early.success();
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn only_provider_failures_are_retried() {
+        assert!(AttemptError::Provider(ProviderError::Timeout).is_retryable());
+        assert!(AttemptError::Provider(ProviderError::Transient("x".into())).is_retryable());
+        assert!(
+            !AttemptError::Provider(ProviderError::declined("card_declined", "no")).is_retryable()
+        );
+        assert!(!AttemptError::CircuitOpen.is_retryable());
+        assert!(!AttemptError::BulkheadFull.is_retryable());
+        assert_eq!(
+            ProviderError::from(AttemptError::CircuitOpen),
+            ProviderError::Transient("circuit open".into())
+        );
+    }
+
+    fn policy(retries: u32, threshold: u32) -> Policy {
+        Policy {
+            timeout: Duration::from_millis(100),
+            retries,
+            backoff: Duration::from_millis(10),
+            breaker_failure_threshold: threshold,
+            breaker_open_duration: OPEN_FOR,
+            bulkhead_max_concurrent: 2,
+            bulkhead_max_wait: Duration::from_millis(10),
+        }
+    }
+
+    fn authorize(token: &str) -> AuthorizeRequest {
+        let payment_id = Uuid::new_v4();
+        AuthorizeRequest {
+            idempotency_key: format!("{payment_id}:authorize"),
+            payment_id,
+            order_id: Uuid::new_v4(),
+            amount_minor: 100,
+            currency: "EUR".into(),
+            card_token: token.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_and_declines_are_not() {
+        let sim = Arc::new(SimulatedProvider::new(Duration::from_millis(100)));
+        let p = ResilientProvider::new(sim.clone(), policy(2, 100));
+        let req = authorize("tok_processingError");
+        assert!(p.authorize(&req).await.is_ok());
+        assert_eq!(
+            sim.activity(req.order_id).calls,
+            3,
+            "two failures, then success"
+        );
+
+        let req = authorize("tok_chargeDeclined");
+        assert!(matches!(
+            p.authorize(&req).await,
+            Err(ProviderError::Declined { .. })
+        ));
+        assert_eq!(sim.activity(req.order_id).calls, 1, "a decline is final");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_are_retried_then_surface_as_timeouts() {
+        let sim = Arc::new(SimulatedProvider::new(Duration::from_millis(100)));
+        let p = ResilientProvider::new(sim.clone(), policy(2, 100));
+        let req = authorize("tok_timeout");
+        assert_eq!(p.authorize(&req).await, Err(ProviderError::Timeout));
+        assert_eq!(sim.activity(req.order_id).calls, 3);
+        assert_eq!(sim.activity(req.order_id).authorizations, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_stops_the_retries_and_spares_the_provider() {
+        let sim = Arc::new(SimulatedProvider::new(Duration::from_millis(100)));
+        sim.set_outage(true);
+        let p = ResilientProvider::new(sim.clone(), policy(5, 2));
+        let req = authorize("tok_visa");
+        assert_eq!(
+            p.authorize(&req).await,
+            Err(ProviderError::Transient("circuit open".into()))
+        );
+        assert_eq!(sim.calls(), 2, "the third attempt failed fast");
+        assert_eq!(p.breaker_state(), BreakerState::Open);
+        assert!(p.authorize(&authorize("tok_visa")).await.is_err());
+        assert_eq!(sim.calls(), 2);
+
+        sim.set_outage(false);
+        tokio::time::advance(OPEN_FOR).await;
+        assert!(p.authorize(&req).await.is_ok(), "the probe");
+        assert_eq!(p.breaker_state(), BreakerState::Closed);
+    }
+
+    /// A provider that never answers, to fill the bulkhead.
+    struct Stuck(AtomicU32);
+
+    impl PaymentProvider for Stuck {
+        fn name(&self) -> &'static str {
+            "stuck"
+        }
+        fn authorize<'a>(
+            &'a self,
+            _: &'a AuthorizeRequest,
+        ) -> BoxFuture<'a, Result<Authorization, ProviderError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            futures::future::pending().boxed()
+        }
+        fn capture<'a>(
+            &'a self,
+            _: &'a CaptureRequest,
+        ) -> BoxFuture<'a, Result<Receipt, ProviderError>> {
+            futures::future::pending().boxed()
+        }
+        fn void<'a>(
+            &'a self,
+            _: &'a VoidRequest,
+        ) -> BoxFuture<'a, Result<VoidReceipt, ProviderError>> {
+            futures::future::pending().boxed()
+        }
+        fn refund<'a>(
+            &'a self,
+            _: &'a RefundRequest,
+        ) -> BoxFuture<'a, Result<Receipt, ProviderError>> {
+            futures::future::pending().boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_bulkhead_fails_transiently_without_calling_the_provider() {
+        let stuck = Arc::new(Stuck(AtomicU32::new(0)));
+        let mut pol = policy(0, 100);
+        pol.timeout = Duration::from_secs(3600);
+        let p = Arc::new(ResilientProvider::new(stuck.clone(), pol));
+        let (a, b) = (authorize("tok_visa"), authorize("tok_visa"));
+        let (p1, p2) = (p.clone(), p.clone());
+        let t1 = tokio::spawn(async move { p1.authorize(&a).await });
+        let t2 = tokio::spawn(async move { p2.authorize(&b).await });
+        while stuck.0.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            p.authorize(&authorize("tok_visa")).await,
+            Err(ProviderError::Transient("bulkhead full".into()))
+        );
+        assert_eq!(stuck.0.load(Ordering::SeqCst), 2);
+        t1.abort();
+        t2.abort();
+    }
+}
