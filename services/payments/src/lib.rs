@@ -4,7 +4,7 @@
 //!
 //! It owns its database and talks to the world only over NATS: the order
 //! saga's commands (authorize, capture, void, refund) arrive on
-//! `PAYMENTS_COMMANDS` and each is answered by an
+//! `PAYMENTS_COMMANDS` ([`handlers::commands`]) and each is answered by an
 //! event on `PAYMENTS_EVENTS`, written through the outbox in the same
 //! transaction as the intent's change and its ledger postings. Every
 //! operation is idempotent per order, and the provider is called with an
@@ -15,14 +15,31 @@
 //! - [`ledger`]: the chart of accounts and each movement's postings.
 //! - [`provider`]: the provider adapter trait and the simulated card processor.
 //! - [`resilience`]: timeout, retries, circuit breaker and bulkhead around a provider.
+//! - [`storage`]: SeaORM entities, migrations and queries.
+//! - [`handlers`]: the command consumer.
+//! - [`audit`]: intent summaries and the trial balance, for tests and operators.
+//!
+//! Start it with [`run`] (the simulated processor, as under `jetshop up`),
+//! or [`run_with_provider`] / [`run_with_resilient`] to keep a handle on
+//! the provider or its circuit breaker (tests, drills).
 
+pub mod audit;
 pub mod domain;
 pub mod error;
+pub mod handlers;
 pub mod ledger;
 pub mod metrics;
 pub mod provider;
 pub mod resilience;
 pub mod settings;
+pub mod storage;
+
+use std::sync::Arc;
+
+use jetshop_contracts::streams;
+use jetshop_platform::{outbox::Relay, runtime::Runtime};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
 pub use provider::{PaymentProvider, SimulatedProvider};
@@ -31,3 +48,91 @@ pub use settings::PaymentsSettings;
 
 /// Name of the payments service (outbox relay, logs).
 pub const SERVICE_NAME: &str = "payments";
+
+/// Connect to the payments database and bring its schema up to date.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
+    let db = jetshop_platform::db::connect(url).await?;
+    storage::migrate(&db).await?;
+    Ok(db)
+}
+
+/// Run the payments service with the simulated card processor until
+/// `shutdown`. Returns after draining.
+pub async fn run(
+    settings: PaymentsSettings,
+    rt: Runtime,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    tracing::info!(
+        "payments uses the simulated card processor (test mode: tok_visa, tok_chargeDeclined, ...)"
+    );
+    let provider = Arc::new(SimulatedProvider::new(settings.provider_timeout));
+    run_with_provider(settings, rt, provider, shutdown).await
+}
+
+/// Run the payments service with `provider`, guarded by the settings'
+/// resilience policy, until `shutdown`.
+pub async fn run_with_provider(
+    settings: PaymentsSettings,
+    rt: Runtime,
+    provider: Arc<dyn PaymentProvider>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let guarded = Arc::new(ResilientProvider::new(provider, settings.resilience()));
+    run_with_resilient(settings, rt, guarded, shutdown).await
+}
+
+/// Run the payments service with an already guarded provider, so the
+/// caller can watch its circuit breaker, until `shutdown`: migrate,
+/// provision the streams, consume commands and relay the outbox.
+pub async fn run_with_resilient(
+    settings: PaymentsSettings,
+    rt: Runtime,
+    provider: Arc<ResilientProvider>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    settings.validate()?;
+    let db = connect(&settings.database_url).await?;
+    rt.provision(&[
+        streams::payments_events(),
+        streams::payments_commands(),
+        streams::dlq(),
+    ])
+    .await?;
+    rt.health.add_db("payments-db", db.clone()).await;
+    rt.health.add_nats("payments-nats", rt.nats.clone()).await;
+
+    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
+    let outbox = relay.notifier();
+    // The relay stops after the consumer, so it publishes the consumer's last commits.
+    let relay_stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
+
+    let consumer_stop = shutdown.child_token();
+    let mut consumer = tokio::spawn(handlers::commands::run(
+        rt.jetstream(),
+        db.clone(),
+        outbox,
+        provider,
+        settings.consumer.clone(),
+        consumer_stop.clone(),
+    ));
+    tracing::info!(settings = ?settings, "payments service running");
+
+    // A consumer that stops on its own (it could not be created) ends the
+    // service now rather than at shutdown.
+    let consumed = tokio::select! {
+        ended = &mut consumer => ended,
+        _ = shutdown.cancelled() => consumer.await,
+    };
+    consumer_stop.cancel();
+    relay_stop.cancel();
+    let _ = relay_task.await;
+    db.close().await.ok();
+    match consumed {
+        Ok(result) => result.map_err(Error::from),
+        Err(join) => Err(Error::Internal(format!(
+            "command consumer panicked: {join}"
+        ))),
+    }
+}
