@@ -28,8 +28,10 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use http_body_util::Full;
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -143,35 +145,42 @@ pub fn body(
     .map_err(|e| Error::Internal(format!("webhook body: {e}")))
 }
 
-/// Makes webhook calls. Cheap to clone.
-#[derive(Clone, Debug)]
+/// Makes webhook calls: one HTTP/1.1 connection per call (hyper), TLS
+/// with rustls on ring and the Mozilla root certificates. Redirects are
+/// not followed (a redirect could lead past the URL rules above), and no
+/// proxy is used. Cheap to clone.
+#[derive(Clone)]
 pub struct WebhookClient {
-    http: reqwest::Client,
+    tls: tokio_rustls::TlsConnector,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookClient {
-    /// A client whose calls give up after `timeout`. TLS is rustls on ring
-    /// with the Mozilla root certificates; redirects are not followed (a
-    /// redirect could lead past the URL rules above).
+    /// A client whose calls give up after `timeout` (connect, TLS, request
+    /// and response head together).
     pub fn new(timeout: Duration) -> Result<Self, Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("webhook TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("jetshop-notifications/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Config(format!("webhook HTTP client: {e}")))?;
-        Ok(Self { http })
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            timeout,
+        })
     }
 
     /// POST `body` to `url`, signed with `secret`. Returns the status on 2xx.
@@ -183,28 +192,88 @@ impl WebhookClient {
         event_type: &str,
         body: &str,
     ) -> Result<u16, SendError> {
+        let target = url::Url::parse(url)
+            .map_err(|e| SendError::Permanent(format!("webhook URL {url}: {e}")))?;
         let timestamp = Utc::now().timestamp();
-        let sent = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(HEADER_EVENT, event_type)
-            .header(HEADER_DELIVERY, delivery_id.to_string())
-            .header(HEADER_SIGNATURE, signature(secret, timestamp, body))
-            .body(body.to_owned())
-            .send()
-            .await;
-        match sent {
-            Ok(response) => classify(response.status().as_u16()),
-            Err(err) if err.is_builder() => Err(SendError::Permanent(format!(
-                "cannot call webhook {url}: {err}"
-            ))),
-            Err(err) => Err(SendError::Transient(format!(
-                "webhook {url} unreachable: {}",
-                error_chain(&err)
+        let request =
+            hyper::Request::post(&target[url::Position::BeforePath..url::Position::AfterQuery])
+                .header(
+                    hyper::header::HOST,
+                    &target[url::Position::BeforeHost..url::Position::AfterPort],
+                )
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .header(hyper::header::USER_AGENT, USER_AGENT)
+                .header(hyper::header::CONNECTION, "close")
+                .header(HEADER_EVENT, event_type)
+                .header(HEADER_DELIVERY, delivery_id.to_string())
+                .header(HEADER_SIGNATURE, signature(secret, timestamp, body))
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .map_err(|e| SendError::Permanent(format!("cannot call webhook {url}: {e}")))?;
+        match tokio::time::timeout(self.timeout, self.exchange(&target, request)).await {
+            Ok(Ok(status)) => classify(status),
+            Ok(Err(reason)) => Err(SendError::Transient(format!("webhook {url}: {reason}"))),
+            Err(_) => Err(SendError::Transient(format!(
+                "webhook {url} did not answer within {:?}",
+                self.timeout
             ))),
         }
     }
+
+    /// Connect, send, and return the status of the answer.
+    async fn exchange(
+        &self,
+        target: &url::Url,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<u16, String> {
+        let host = match target.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err("no host".into()),
+        };
+        let port = target
+            .port_or_known_default()
+            .ok_or_else(|| "no port".to_owned())?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match target.scheme() {
+            "https" => {
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| format!("TLS server name: {e}"))?;
+                let tls = self
+                    .tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                send(tls, request).await
+            }
+            "http" => send(tcp, request).await,
+            other => Err(format!("scheme {other}:// is not http(s)")),
+        }
+    }
+}
+
+const USER_AGENT: &str = concat!("jetshop-notifications/", env!("CARGO_PKG_VERSION"));
+
+/// One request over a fresh HTTP/1.1 connection; only the status matters.
+async fn send<S>(io: S, request: hyper::Request<Full<Bytes>>) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+    // The connection is driven by its own task until the answer's head is
+    // in; the body is not read, and aborting the task closes the socket.
+    let driver = tokio::spawn(connection);
+    let answer = sender.send_request(request).await;
+    driver.abort();
+    answer
+        .map(|response| response.status().as_u16())
+        .map_err(|e| format!("HTTP: {}", error_chain(&e)))
 }
 
 /// What a webhook's answer means (see the module docs).
@@ -221,8 +290,7 @@ pub fn classify(status: u16) -> Result<u16, SendError> {
     }
 }
 
-/// reqwest's top-level message is terse ("error sending request"); the
-/// causes say what happened (connection refused, timed out).
+/// hyper's top-level message is terse; the causes say what happened.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -309,8 +377,60 @@ mod tests {
         assert!(matches!(classify(302), Err(SendError::Transient(_))));
     }
 
+    /// A one-shot server on a free port that reads a request and writes `answer`.
+    async fn one_shot(answer: &'static [u8]) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(answer).await;
+        });
+        port
+    }
+
     #[tokio::test]
-    async fn the_client_builds_with_rustls_on_ring() {
-        assert!(WebhookClient::new(Duration::from_secs(1)).is_ok());
+    async fn a_plain_http_call_reports_the_status() {
+        let client = WebhookClient::new(Duration::from_secs(5)).unwrap();
+        let port = one_shot(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").await;
+        let url = format!("http://127.0.0.1:{port}/hook?x=1");
+        assert_eq!(
+            client.post(&url, "k", Uuid::new_v4(), "t", "{}").await,
+            Ok(202)
+        );
+        let port = one_shot(b"HTTP/1.1 503 Unavailable\r\ncontent-length: 0\r\n\r\n").await;
+        let url = format!("http://127.0.0.1:{port}/hook");
+        assert!(matches!(
+            client.post(&url, "k", Uuid::new_v4(), "t", "{}").await,
+            Err(SendError::Transient(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn tls_failures_and_refused_connections_are_transient() {
+        let client = WebhookClient::new(Duration::from_secs(5)).unwrap();
+        // A server that does not speak TLS: the handshake fails.
+        let port = one_shot(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let url = format!("https://127.0.0.1:{port}/hook");
+        match client.post(&url, "k", Uuid::new_v4(), "t", "{}").await {
+            Err(SendError::Transient(reason)) => assert!(reason.contains("TLS"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let closed = jetshop_free_port();
+        let url = format!("http://127.0.0.1:{closed}/hook");
+        match client.post(&url, "k", Uuid::new_v4(), "t", "{}").await {
+            Err(SendError::Transient(reason)) => assert!(reason.contains("connect"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn jetshop_free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 }
