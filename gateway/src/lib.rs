@@ -76,7 +76,7 @@ pub fn app_with_auth(
     rt: Runtime,
     auth: auth::Auth,
 ) -> impl Endpoint + use<> {
-    let hub = order_hub::OrderHub::new(rt.nats.clone());
+    let hub = order_hub::OrderHub::new(rt.nats.clone(), settings.sse_keep_alive);
     app_with_hub(settings, rt, auth, hub)
 }
 
@@ -171,7 +171,7 @@ pub async fn run(
     tracing::info!(addr = %local, "gateway listening (API under /v1, docs at /docs)");
     // Open event streams would hold the graceful shutdown for its whole
     // grace period: end them as soon as shutdown is asked.
-    let hub = order_hub::OrderHub::new(rt.nats.clone());
+    let hub = order_hub::OrderHub::new(rt.nats.clone(), settings.sse_keep_alive);
     let closer = hub.clone();
     let asked = shutdown.clone();
     tokio::spawn(async move {

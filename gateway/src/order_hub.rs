@@ -25,7 +25,9 @@
 //! closed), the next watcher starts a new one.
 //!
 //! An order's channel lives while someone watches it: the last [`Watch`]
-//! to drop (the client went away, the stream ended) removes it.
+//! to drop (the stream ended, or the client went away) removes it. A
+//! client that goes away is noticed when a write to it fails, so within
+//! about two keep-alive periods ([`OrderHub::keep_alive`]) of an idle stream.
 
 use std::{
     collections::HashMap,
@@ -48,6 +50,8 @@ use crate::Error;
 /// How often a stream re-reads its order even without a wake-up: the net
 /// under what a core subscription can drop.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// Default period of the keep-alive comments on an idle event stream.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often the pump looks at the connection state to notice a reconnect.
 const STATE_POLL: Duration = Duration::from_secs(1);
 /// SSE streams watching an order right now (gauge).
@@ -80,6 +84,8 @@ struct Inner {
     slots: Mutex<HashMap<Uuid, Slot>>,
     /// Cancelled when the gateway shuts down: every stream ends.
     closed: CancellationToken,
+    /// Period of the streams' keep-alive comments.
+    keep_alive: Duration,
 }
 
 /// One watched order.
@@ -91,15 +97,22 @@ struct Slot {
 }
 
 impl OrderHub {
-    /// A hub on `nats`; it subscribes when the first stream watches.
-    pub fn new(nats: async_nats::Client) -> Self {
+    /// A hub on `nats`; it subscribes when the first stream watches. Its
+    /// streams send a keep-alive comment every `keep_alive` when idle.
+    pub fn new(nats: async_nats::Client, keep_alive: Duration) -> Self {
         Self(Arc::new(Inner {
             nats,
             subscribed: AtomicBool::new(false),
             starting: tokio::sync::Mutex::new(()),
             slots: Mutex::default(),
             closed: CancellationToken::new(),
+            keep_alive,
         }))
+    }
+
+    /// Period of the keep-alive comments on an idle stream.
+    pub fn keep_alive(&self) -> Duration {
+        self.0.keep_alive
     }
 
     /// Watch `order_id`: the returned [`Watch`] wakes on each of its
@@ -329,7 +342,7 @@ mod tests {
             .connect("127.0.0.1:1")
             .await
             .expect("a lazy client");
-        OrderHub::new(client)
+        OrderHub::new(client, DEFAULT_KEEP_ALIVE)
     }
 
     #[test]

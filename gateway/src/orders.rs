@@ -65,8 +65,6 @@ use crate::{
 pub const MAX_LINES: usize = 50;
 /// Most units of one product in an order.
 pub const MAX_QUANTITY: i64 = 1000;
-/// How often an order's event stream sends a keep-alive comment.
-pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 /// Catalog lookups in flight at once while checking an order's products.
 const PRODUCT_CHECKS_IN_FLIGHT: usize = 8;
 /// Attempts at handing a command to JetStream. Safe to repeat: the message
@@ -1093,7 +1091,7 @@ impl OrdersApi {
         let stream = Follow::start(watch, rpc.clone(), meta, first).into_stream();
         Ok(Followed::Events(
             EventStream::new(stream)
-                .keep_alive(KEEP_ALIVE)
+                .keep_alive(hub.keep_alive())
                 .to_event(|event| {
                     use poem_openapi::types::ToJSON;
                     Event::message(event.to_json_string()).event_type("status")

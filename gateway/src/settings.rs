@@ -19,6 +19,10 @@ pub struct GatewaySettings {
     /// Retries of an idempotent read after a timeout or a missing service.
     #[arg(long = "rpc-retries", env = "JETSHOP_RPC_RETRIES", default_value_t = 1)]
     pub rpc_retries: u32,
+    /// Keep-alive comment period of idle Server-Sent Events streams
+    /// (`/v1/orders/{id}/events`); keep it under your proxies' idle timeout.
+    #[arg(long = "sse-keep-alive", env = "JETSHOP_SSE_KEEP_ALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_keep_alive: Duration,
     /// Rate limits, idempotency keys and their Redis.
     #[command(flatten)]
     pub limits: crate::limits::LimitSettings,
@@ -42,6 +46,7 @@ impl GatewaySettings {
             http_addr: addr,
             rpc_timeout: Self::DEFAULT_RPC_TIMEOUT,
             rpc_retries: Self::DEFAULT_RPC_RETRIES,
+            sse_keep_alive: crate::order_hub::DEFAULT_KEEP_ALIVE,
             limits: Default::default(),
             hardening: Default::default(),
             auth: crate::auth::AuthSettings::in_memory(),
@@ -81,6 +86,7 @@ mod tests {
         assert_eq!(parsed.http_addr, built.http_addr);
         assert_eq!(parsed.rpc_timeout, built.rpc_timeout);
         assert_eq!(parsed.rpc_retries, built.rpc_retries);
+        assert_eq!(parsed.sse_keep_alive, built.sse_keep_alive);
         assert_eq!(
             format!("{:?}", parsed.limits),
             format!("{:?}", built.limits)

@@ -1,7 +1,9 @@
-//! The OAuth test stack, shared by the `oauth` and `oauth_logs` binaries:
-//! nats-server, the real users service (an admin, a customer, a public and
-//! a confidential client), optionally the real catalog, a redirect-URI echo
-//! server and the gateway, plus the client side of the flows.
+//! The OAuth test stack, shared by the `oauth`, `oauth_logs` and `orders`
+//! binaries: nats-server, the real users service (an admin, a customer, a
+//! public and a confidential client, and the bootstrap `swagger-ui`
+//! client), optionally the real catalog and orders services, a
+//! redirect-URI echo server and the gateway, plus the client side of the
+//! flows.
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
@@ -36,10 +38,14 @@ pub const NO_LIMITS: &str = "default=100000/60s,auth=100000/60s,writes=100000/60
 #[derive(Default)]
 pub struct Options {
     pub catalog: bool,
+    /// The orders service (implies the catalog).
+    pub orders: bool,
     /// Sign with this key (so tests can forge tokens with it).
     pub signing_key: Option<KeyPair>,
     /// External issuer mode.
     pub issuer: Option<String>,
+    /// Keep-alive period of event streams (the gateway's default otherwise).
+    pub sse_keep_alive: Option<Duration>,
 }
 
 /// nats-server, the users service (with an admin, a customer, a public and
@@ -121,9 +127,16 @@ impl Stack {
                 confidential: false,
                 redirect_uris: vec![redirect_uri.clone()],
                 grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-                scopes: ["openid", "profile", "email", "catalog:write", "orders:read"]
-                    .map(String::from)
-                    .to_vec(),
+                scopes: [
+                    "openid",
+                    "profile",
+                    "email",
+                    "catalog:write",
+                    "orders:read",
+                    "orders:write",
+                ]
+                .map(String::from)
+                .to_vec(),
                 service_account: None,
             },
         )
@@ -143,14 +156,16 @@ impl Stack {
         )
         .await
         .expect("confidential client");
-        tokio::spawn(jetshop_users::run(
-            UsersSettings::for_database(users_db.url.clone()),
-            rt.clone(),
-            stop.clone(),
-        ));
+        // The service's own bootstrap makes the `swagger-ui` client, with
+        // the scopes it really gets in `jetshop up`.
+        let users_settings = UsersSettings {
+            swagger_ui_redirect_uris: vec![redirect_uri.clone()],
+            ..UsersSettings::for_database(users_db.url.clone())
+        };
+        tokio::spawn(jetshop_users::run(users_settings, rt.clone(), stop.clone()));
         dbs.push(users_db);
 
-        if opts.catalog {
+        if opts.catalog || opts.orders {
             let catalog_db = TestDb::fresh().await;
             tokio::spawn(jetshop_catalog::run(
                 jetshop_catalog::CatalogSettings::for_database(catalog_db.url.clone()),
@@ -159,11 +174,23 @@ impl Stack {
             ));
             dbs.push(catalog_db);
         }
+        if opts.orders {
+            let orders_db = TestDb::fresh().await;
+            tokio::spawn(jetshop_orders::run(
+                jetshop_orders::OrdersSettings::for_database(orders_db.url.clone()),
+                rt.clone(),
+                stop.clone(),
+            ));
+            dbs.push(orders_db);
+        }
 
         let key_dir = tempfile::tempdir().expect("key dir");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut settings = GatewaySettings::for_addr(addr);
         settings.limits.rate_limit = NO_LIMITS.parse().expect("policy");
+        if let Some(period) = opts.sse_keep_alive {
+            settings.sse_keep_alive = period;
+        }
         if let Some(key) = &opts.signing_key {
             let path = key_dir.path().join("signing.pem");
             std::fs::write(&path, key.to_pem()).expect("write key");
@@ -235,6 +262,12 @@ impl Stack {
         self._nats.url()
     }
 
+    /// JetStream on the stack's NATS connection.
+    #[allow(dead_code)] // not every test binary that shares this module needs it
+    pub fn jetstream(&self) -> async_nats::jetstream::Context {
+        self.rt.jetstream()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -277,7 +310,20 @@ impl Stack {
         verifier: &str,
         scope: Option<&str>,
     ) -> Result<HashMap<String, String>> {
-        let query = self.auth_query("web", Some(&pkce::challenge(verifier)), scope);
+        self.login_with("web", email, password, verifier, scope)
+            .await
+    }
+
+    /// [`Self::login`] through the public client `client_id`.
+    pub async fn login_with(
+        &self,
+        client_id: &str,
+        email: &str,
+        password: &str,
+        verifier: &str,
+        scope: Option<&str>,
+    ) -> Result<HashMap<String, String>> {
+        let query = self.auth_query(client_id, Some(&pkce::challenge(verifier)), scope);
         let page = self.authorize_page(&query).await?;
         ensure!(
             page.status() == StatusCode::OK,
@@ -290,7 +336,7 @@ impl Stack {
         );
         let html = page.text().await?;
         ensure!(
-            html.contains("Web &lt;App&gt;"),
+            client_id != "web" || html.contains("Web &lt;App&gt;"),
             "client name shown, escaped"
         );
         let request = hidden_request(&html)?;
@@ -327,11 +373,21 @@ impl Stack {
     }
 
     pub async fn exchange(&self, code: &str, verifier: &str) -> reqwest::Response {
+        self.exchange_with("web", code, verifier).await
+    }
+
+    /// [`Self::exchange`] for the public client `client_id`.
+    pub async fn exchange_with(
+        &self,
+        client_id: &str,
+        code: &str,
+        verifier: &str,
+    ) -> reqwest::Response {
         self.token(&[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", &self.redirect_uri),
-            ("client_id", "web"),
+            ("client_id", client_id),
             ("code_verifier", verifier),
         ])
         .await
@@ -344,9 +400,22 @@ impl Stack {
         password: &str,
         scope: Option<&str>,
     ) -> Result<Value> {
+        self.tokens_via("web", email, password, scope).await
+    }
+
+    /// [`Self::tokens_for`] through the public client `client_id`.
+    pub async fn tokens_via(
+        &self,
+        client_id: &str,
+        email: &str,
+        password: &str,
+        scope: Option<&str>,
+    ) -> Result<Value> {
         let verifier = pkce_verifier();
-        let got = self.login(email, password, &verifier, scope).await?;
-        let resp = self.exchange(&got["code"], &verifier).await;
+        let got = self
+            .login_with(client_id, email, password, &verifier, scope)
+            .await?;
+        let resp = self.exchange_with(client_id, &got["code"], &verifier).await;
         ensure!(
             resp.status() == StatusCode::OK,
             "exchange: {}",
