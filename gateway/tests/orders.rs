@@ -4,11 +4,13 @@
 //! in through the bootstrap `swagger-ui` client to show the real issuer
 //! grants the order scopes.
 //!
-//! No payments service runs here: an order whose stock is held waits at
-//! `stock_reserved` for a payment authorization that never comes (the
+//! Most tests run no payments service: an order whose stock is held waits
+//! at `stock_reserved` for a payment authorization that never comes (the
 //! saga's deadline is far off), which makes it a stable order to read,
 //! list, follow and start cancelling. Orders the catalog refuses (more
-//! units than in stock) end `cancelled` without payments.
+//! units than in stock) end `cancelled` without payments. The tests of
+//! whole sagas add the payments service (its simulated card processor),
+//! and the webhook test the notifications service.
 
 #[path = "support/oauth.rs"]
 mod support;
@@ -36,7 +38,13 @@ struct Shop {
 }
 
 impl Shop {
+    /// Users, catalog, orders and the gateway.
     async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// The same with more services (`payments`, `notifications`).
+    async fn start_with(options: Options) -> Self {
         let key = KeyPair::generate();
         let pem = key.to_pem();
         let stack = Stack::start(Options {
@@ -44,7 +52,7 @@ impl Shop {
             signing_key: Some(key),
             // A client that leaves is noticed at the next keep-alive writes.
             sse_keep_alive: Some(Duration::from_millis(500)),
-            ..Default::default()
+            ..options
         })
         .await;
         let key = KeyPair::from_pem(&pem).expect("the key again");
@@ -167,6 +175,19 @@ impl Shop {
             resp.text().await?
         );
         Ok(resp.json().await?)
+    }
+
+    /// The catalog's stock of a product now.
+    async fn stock(&self, product: Uuid) -> i64 {
+        let resp = self
+            .stack
+            .http
+            .get(self.stack.url(&format!("/v1/products/{product}")))
+            .send()
+            .await
+            .expect("product");
+        let product: Value = resp.json().await.expect("product body");
+        product["stock"].as_i64().expect("stock")
     }
 
     /// Poll the order until its status is `status`.
@@ -813,5 +834,275 @@ async fn the_event_stream_ends_at_a_final_status() -> Result<()> {
         "cancelled"
     );
     assert!(events.next().await?.is_none());
+    Ok(())
+}
+
+/// Statuses in the order a saga can go through them.
+const SAGA_ORDER: [&str; 7] = [
+    "placed",
+    "stock_reserved",
+    "payment_authorized",
+    "paid",
+    "cancelling",
+    "confirmed",
+    "cancelled",
+];
+
+/// Read a whole event stream: the statuses, each checked to be about `id`.
+async fn statuses_until_the_end(resp: reqwest::Response, id: &str) -> Result<Vec<String>> {
+    let mut events = Sse::new(resp);
+    let mut statuses = Vec::new();
+    while let Some(event) = events.next().await? {
+        ensure!(event["order_id"] == id, "{event}");
+        statuses.push(event["status"].as_str().context("status")?.to_owned());
+    }
+    Ok(statuses)
+}
+
+/// Whether every status is known and comes after the one before it.
+fn in_saga_order(statuses: &[String]) -> bool {
+    let at = |s: &String| SAGA_ORDER.iter().position(|o| o == s);
+    statuses
+        .windows(2)
+        .all(|w| matches!((at(&w[0]), at(&w[1])), (Some(a), Some(b)) if a < b))
+        && statuses.iter().all(|s| at(s).is_some())
+}
+
+#[tokio::test]
+async fn a_good_card_confirms_the_order_and_its_stream_ends_there() -> Result<()> {
+    let shop = Shop::start_with(Options {
+        payments: true,
+        ..Default::default()
+    })
+    .await;
+    let mug = shop.product("MUG-10", 1250, 5).await;
+    let placed = shop.place(&[(mug, 2)], "tok_visa").await?;
+    let id = placed["order_id"].as_str().context("order_id")?;
+    let path = format!("/v1/orders/{id}/events");
+    let reader = shop.customer(&["orders:read"]);
+    let resp = eventually("the order to be readable", WAIT, || async {
+        let resp = shop.get(&path, &reader).await;
+        (resp.status() == StatusCode::OK).then_some(resp)
+    })
+    .await;
+    let statuses = statuses_until_the_end(resp, id).await?;
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("confirmed"),
+        "{statuses:?}"
+    );
+    assert!(in_saga_order(&statuses), "{statuses:?}");
+
+    let order: Value = shop
+        .get(&format!("/v1/orders/{id}"), &reader)
+        .await
+        .json()
+        .await?;
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["total"]["amount_minor"], 2500);
+    let steps: Vec<&str> = order["timeline"]
+        .as_array()
+        .context("timeline")?
+        .iter()
+        .filter_map(|t| t["step"].as_str())
+        .collect();
+    for step in ["reserve_stock", "authorize_payment", "capture_payment"] {
+        assert!(steps.contains(&step), "{step} in {steps:?}");
+    }
+    let history: Value = shop
+        .get(&format!("/v1/orders/{id}/history"), &reader)
+        .await
+        .json()
+        .await?;
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(types.first(), Some(&"orders.placed"));
+    assert_eq!(types.last(), Some(&"orders.confirmed"), "{types:?}");
+    // The units are sold, and a confirmed order cannot be cancelled.
+    assert_eq!(shop.stock(mug).await, 3);
+    let resp = shop
+        .post(
+            &format!("/v1/orders/{id}/cancel"),
+            &shop.customer(&["orders:write"]),
+            None,
+        )
+        .await;
+    assert_eq!(problem(resp).await?.0, StatusCode::CONFLICT);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_declined_card_cancels_the_order_and_gives_the_stock_back() -> Result<()> {
+    let shop = Shop::start_with(Options {
+        payments: true,
+        ..Default::default()
+    })
+    .await;
+    let mug = shop.product("MUG-11", 1250, 5).await;
+    let placed = shop.place(&[(mug, 2)], "tok_chargeDeclined").await?;
+    let id = placed["order_id"].as_str().context("order_id")?;
+    let order = shop.wait_for(id, "cancelled").await;
+    assert!(
+        order["cancel_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("declined")),
+        "{order}"
+    );
+    eventually("the stock to come back", WAIT, || async {
+        (shop.stock(mug).await == 5).then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_order_cancelled_before_payment_ends_cancelled() -> Result<()> {
+    // Payments starts late: the order waits at stock_reserved meanwhile.
+    let mut shop = Shop::start().await;
+    let mug = shop.product("MUG-12", 1250, 5).await;
+    let placed = shop.place(&[(mug, 2)], "tok_visa").await?;
+    let id = placed["order_id"].as_str().context("order_id")?.to_owned();
+    shop.wait_for(&id, "stock_reserved").await;
+    assert_eq!(shop.stock(mug).await, 3, "two units held");
+    let events = shop
+        .get(
+            &format!("/v1/orders/{id}/events"),
+            &shop.customer(&["orders:read"]),
+        )
+        .await;
+    assert_eq!(events.status(), StatusCode::OK);
+
+    let resp = shop
+        .post(
+            &format!("/v1/orders/{id}/cancel"),
+            &shop.customer(&["orders:write"]),
+            Some(&json!({"reason": "changed my mind"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    shop.wait_for(&id, "cancelling").await;
+
+    // The payment's void (after its never-captured authorization) lets
+    // the saga give the stock back and finish.
+    shop.stack.start_payments().await;
+    let statuses = statuses_until_the_end(events, &id).await?;
+    assert_eq!(statuses.first().map(String::as_str), Some("stock_reserved"));
+    assert_eq!(statuses.last().map(String::as_str), Some("cancelled"));
+    assert!(in_saga_order(&statuses), "{statuses:?}");
+    let order = shop.wait_for(&id, "cancelled").await;
+    assert_eq!(order["cancel_reason"], "changed my mind");
+    eventually("the stock to come back", WAIT, || async {
+        (shop.stock(mug).await == 5).then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn your_webhook_is_set_read_and_removed() -> Result<()> {
+    let shop = Shop::start_with(Options {
+        notifications: true,
+        ..Default::default()
+    })
+    .await;
+    let writer = shop.customer(&["orders:write"]);
+    let reader = shop.customer(&["orders:read"]);
+    let put = |token: String, body: Value| {
+        let shop = &shop;
+        async move {
+            shop.stack
+                .http
+                .put(shop.stack.url("/v1/me/webhook"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let delete = |token: String| {
+        let shop = &shop;
+        async move {
+            shop.stack
+                .http
+                .delete(shop.stack.url("/v1/me/webhook"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+
+    // Nothing yet (once the service answers at all).
+    eventually("the notifications service to answer", WAIT, || async {
+        let resp = shop.get("/v1/me/webhook", &reader).await;
+        (resp.status() == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+
+    let url = "https://hooks.example.com/jetshop";
+    let resp = put(writer.clone(), json!({ "url": url })).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let set: Value = resp.json().await?;
+    assert_eq!(set["url"], url);
+    let secret = set["secret"].as_str().context("secret")?;
+    assert!(secret.len() >= 16, "{secret}");
+
+    // Read back without the secret.
+    let got: Value = shop.get("/v1/me/webhook", &reader).await.json().await?;
+    assert_eq!(got["url"], url);
+    assert!(got.get("secret").is_none(), "{got}");
+
+    // Setting it again makes a new secret.
+    let again: Value = put(writer.clone(), json!({ "url": url }))
+        .await
+        .json()
+        .await?;
+    assert_ne!(again["secret"], set["secret"]);
+
+    // The service's own rules: plain http only to loopback.
+    let resp = put(
+        writer.clone(),
+        json!({ "url": "http://hooks.example.com/x" }),
+    )
+    .await;
+    let (status, p) = problem(resp).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(p["errors"][0]["name"], "url", "{p}");
+    // And the gateway's: a URL at all, no other fields.
+    for body in [
+        json!({ "url": "ftp://x.example" }),
+        json!({ "url": url, "x": 1 }),
+    ] {
+        let resp = put(writer.clone(), body.clone()).await;
+        assert_eq!(problem(resp).await?.0, StatusCode::BAD_REQUEST, "{body}");
+    }
+
+    // Scopes and callers.
+    let (status, _) = challenge(put(reader.clone(), json!({ "url": url })).await).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = challenge(shop.get("/v1/me/webhook", &writer).await).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let robot = shop.token("robot", "robot", &["orders:read", "orders:write"], &[]);
+    assert_eq!(
+        problem(shop.get("/v1/me/webhook", &robot).await).await?.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Removed: 204, then 404; removing again is still 204.
+    assert_eq!(
+        delete(writer.clone()).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let resp = shop.get("/v1/me/webhook", &reader).await;
+    assert_eq!(problem(resp).await?.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        delete(writer.clone()).await.status(),
+        StatusCode::NO_CONTENT
+    );
     Ok(())
 }

@@ -40,6 +40,10 @@ pub struct Options {
     pub catalog: bool,
     /// The orders service (implies the catalog).
     pub orders: bool,
+    /// The payments service (see also [`Stack::start_payments`]).
+    pub payments: bool,
+    /// The notifications service (mail as `.eml` files in a temporary folder).
+    pub notifications: bool,
     /// Sign with this key (so tests can forge tokens with it).
     pub signing_key: Option<KeyPair>,
     /// External issuer mode.
@@ -183,8 +187,26 @@ impl Stack {
             ));
             dbs.push(orders_db);
         }
-
+        if opts.payments {
+            dbs.push(start_payments(&rt, &stop).await);
+        }
         let key_dir = tempfile::tempdir().expect("key dir");
+        if opts.notifications {
+            let notifications_db = TestDb::fresh().await;
+            let settings = jetshop_notifications::NotificationsSettings {
+                mail_dir: key_dir.path().join("mail"),
+                ..jetshop_notifications::NotificationsSettings::for_database(
+                    notifications_db.url.clone(),
+                )
+            };
+            tokio::spawn(jetshop_notifications::run(
+                settings,
+                rt.clone(),
+                stop.clone(),
+            ));
+            dbs.push(notifications_db);
+        }
+
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut settings = GatewaySettings::for_addr(addr);
         settings.limits.rate_limit = NO_LIMITS.parse().expect("policy");
@@ -254,6 +276,13 @@ impl Stack {
         })
         .await;
         base
+    }
+
+    /// Start the payments service now (it works off what queued meanwhile).
+    #[allow(dead_code)] // not every test binary that shares this module needs it
+    pub async fn start_payments(&mut self) {
+        let db = start_payments(&self.rt, &self.stop).await;
+        self._dbs.push(db);
     }
 
     /// The nats-server behind the stack, to look at its streams.
@@ -452,6 +481,17 @@ impl Stack {
             .await
             .expect("request")
     }
+}
+
+/// Spawn the payments service (the simulated card processor) on a fresh database.
+async fn start_payments(rt: &Runtime, stop: &CancellationToken) -> TestDb {
+    let db = TestDb::fresh().await;
+    tokio::spawn(jetshop_payments::run(
+        jetshop_payments::PaymentsSettings::for_database(db.url.clone()),
+        rt.clone(),
+        stop.clone(),
+    ));
+    db
 }
 
 pub fn pkce_verifier() -> String {
