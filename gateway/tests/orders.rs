@@ -794,6 +794,40 @@ async fn the_event_stream_follows_an_order_live() -> Result<()> {
 }
 
 #[tokio::test]
+async fn an_event_stream_outlives_a_broker_restart() -> Result<()> {
+    let mut shop = Shop::start().await;
+    let mug = shop.product("MUG-13", 500, 5).await;
+    let placed = shop.place(&[(mug, 1)], "tok_visa").await?;
+    let id = placed["order_id"].as_str().context("order_id")?.to_owned();
+    shop.wait_for(&id, "stock_reserved").await;
+    let resp = shop
+        .get(
+            &format!("/v1/orders/{id}/events"),
+            &shop.customer(&["orders:read"]),
+        )
+        .await;
+    let mut events = Sse::new(resp);
+    assert_eq!(
+        events.next().await?.context("first")?["status"],
+        "stock_reserved"
+    );
+
+    shop.stack.restart_nats();
+    // Once everyone is back, a change reaches the open stream: the hub's
+    // subscription came back with the connection.
+    let writer = shop.customer(&["orders:write"]);
+    let cancel = format!("/v1/orders/{id}/cancel");
+    eventually("the cancellation to be accepted", WAIT, || async {
+        let resp = shop.post(&cancel, &writer, None).await;
+        (resp.status() == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    let next = events.next().await?.context("the change")?;
+    assert_eq!(next["status"], "cancelling");
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_event_stream_ends_at_a_final_status() -> Result<()> {
     let shop = Shop::start().await;
     let mug = shop.product("MUG-9", 500, 1).await;

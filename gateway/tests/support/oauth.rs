@@ -285,6 +285,13 @@ impl Stack {
         self._dbs.push(db);
     }
 
+    /// Kill the nats-server and start it again on the same port and store
+    /// (a broker outage); every client reconnects by itself.
+    #[allow(dead_code)] // not every test binary that shares this module needs it
+    pub fn restart_nats(&mut self) {
+        self._nats.restart();
+    }
+
     /// The nats-server behind the stack, to look at its streams.
     #[allow(dead_code)] // not every test binary that shares this module needs it
     pub fn nats_url(&self) -> String {
