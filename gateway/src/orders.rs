@@ -46,6 +46,7 @@ use poem_openapi::{
     registry::{MetaRequest, Registry},
     types::{Example, ParseFromJSON},
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -778,10 +779,17 @@ impl Follow {
         }
     }
 
+    /// The stream of status events. Its re-reads run in one span, a child
+    /// of the request's (which ends when the stream starts), so they stay
+    /// in the request's trace.
     fn into_stream(self) -> BoxStream<'static, StatusEventBody> {
-        futures::stream::unfold(self, |mut follow| async move {
-            let view = follow.next_change().await?;
-            Some((StatusEventBody::of(&view), follow))
+        let span = tracing::info_span!("order events", order_id = %self.watch.order_id());
+        futures::stream::unfold(self, move |mut follow| {
+            let span = span.clone();
+            async move {
+                let view = follow.next_change().instrument(span).await?;
+                Some((StatusEventBody::of(&view), follow))
+            }
         })
         .boxed()
     }
