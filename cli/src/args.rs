@@ -10,7 +10,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use jetshop_catalog::CatalogSettings;
 use jetshop_gateway::GatewaySettings;
-use jetshop_platform::config::{NatsSettings, TelemetrySettings};
+use jetshop_notifications::NotificationsSettings;
+use jetshop_orders::OrdersSettings;
+use jetshop_payments::PaymentsSettings;
+use jetshop_platform::config::{ConsumerSettings, NatsSettings, TelemetrySettings};
 use jetshop_users::UsersSettings;
 
 /// jetshop: an e-commerce backend of services talking over NATS JetStream.
@@ -44,6 +47,49 @@ pub enum Command {
     /// Inspect, replay and purge dead letters (the `DLQ` stream).
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Inspect order sagas and retry stuck ones (through the orders service).
+    #[command(subcommand)]
+    Sagas(SagasCommand),
+}
+
+/// `jetshop sagas ...`.
+#[derive(Subcommand, Debug)]
+pub enum SagasCommand {
+    /// List sagas: every open one, or those in one state (`--state stuck`).
+    Ls(SagasLsArgs),
+    /// Give a stuck saga's pending step a fresh set of attempts.
+    Retry(SagasRetryArgs),
+}
+
+/// `jetshop sagas ls`.
+#[derive(clap::Args, Debug)]
+pub struct SagasLsArgs {
+    /// Only sagas in this state (`stuck`, `reserving_stock`, ..., `completed`);
+    /// every open one when absent.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+}
+
+/// `jetshop sagas retry`.
+#[derive(clap::Args, Debug)]
+pub struct SagasRetryArgs {
+    /// The order whose saga to retry.
+    pub order_id: uuid::Uuid,
+    /// Print JSON instead of a line.
+    #[arg(long)]
+    pub json: bool,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
 }
 
 /// `jetshop dlq ...`.
@@ -254,9 +300,31 @@ pub struct UpArgs {
     /// password generated once and kept in `<data-dir>/admin-password`).
     #[command(flatten)]
     pub users: UsersSettings,
+    /// The orders service (its database defaults to `<data-dir>/orders.db`).
+    #[command(flatten)]
+    pub orders: OrdersSettings,
+    /// The payments service (its database defaults to `<data-dir>/payments.db`).
+    #[command(flatten)]
+    pub payments: PaymentsSettings,
+    /// The notifications service (its database defaults to
+    /// `<data-dir>/notifications.db`; without --smtp-url, mail is written as
+    /// `.eml` files under `<data-dir>/mail`).
+    #[command(flatten)]
+    pub notifications: NotificationsSettings,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+}
+
+impl UpArgs {
+    /// Every service's consumers follow the one retry policy given on the
+    /// command line (flattened once, with the catalog's settings).
+    pub fn share_consumer_settings(&mut self) {
+        let shared = self.catalog.consumer.clone();
+        self.orders.consumer = shared.clone();
+        self.payments.consumer = shared.clone();
+        self.notifications.consumer = shared;
+    }
 }
 
 /// `jetshop run <service>`.
@@ -268,6 +336,83 @@ pub enum RunService {
     Users(Box<RunUsersArgs>),
     /// The REST gateway (serves its own healthz, readyz and metrics).
     Gateway(Box<RunGatewayArgs>),
+    /// The orders service and its saga, with its admin port.
+    Orders(Box<RunOrdersArgs>),
+    /// The payments service, with its admin port.
+    Payments(Box<RunPaymentsArgs>),
+    /// The notifications service, with its admin port.
+    Notifications(Box<RunNotificationsArgs>),
+}
+
+/// What every `jetshop run <service>` with consumers takes.
+#[derive(clap::Args, Debug)]
+pub struct ServiceProcessArgs {
+    /// How long the service gets to drain on shutdown.
+    #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsSettings,
+    /// Retry policy of the service's consumers.
+    #[command(flatten)]
+    pub consumer: ConsumerSettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// `jetshop run orders`.
+#[derive(clap::Args, Debug)]
+pub struct RunOrdersArgs {
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(
+        long = "admin-addr",
+        env = "JETSHOP_ADMIN_ADDR",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub admin_addr: std::net::SocketAddr,
+    /// The process.
+    #[command(flatten)]
+    pub process: ServiceProcessArgs,
+    /// The orders service.
+    #[command(flatten)]
+    pub orders: OrdersSettings,
+}
+
+/// `jetshop run payments`.
+#[derive(clap::Args, Debug)]
+pub struct RunPaymentsArgs {
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(
+        long = "admin-addr",
+        env = "JETSHOP_ADMIN_ADDR",
+        default_value = "127.0.0.1:9093"
+    )]
+    pub admin_addr: std::net::SocketAddr,
+    /// The process.
+    #[command(flatten)]
+    pub process: ServiceProcessArgs,
+    /// The payments service.
+    #[command(flatten)]
+    pub payments: PaymentsSettings,
+}
+
+/// `jetshop run notifications`.
+#[derive(clap::Args, Debug)]
+pub struct RunNotificationsArgs {
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(
+        long = "admin-addr",
+        env = "JETSHOP_ADMIN_ADDR",
+        default_value = "127.0.0.1:9094"
+    )]
+    pub admin_addr: std::net::SocketAddr,
+    /// The process.
+    #[command(flatten)]
+    pub process: ServiceProcessArgs,
+    /// The notifications service.
+    #[command(flatten)]
+    pub notifications: NotificationsSettings,
 }
 
 /// `jetshop run users`.
@@ -362,8 +507,15 @@ impl Cli {
             Command::Run(RunService::Catalog(a)) => Some(&a.telemetry),
             Command::Run(RunService::Users(a)) => Some(&a.telemetry),
             Command::Run(RunService::Gateway(a)) => Some(&a.telemetry),
+            Command::Run(RunService::Orders(a)) => Some(&a.process.telemetry),
+            Command::Run(RunService::Payments(a)) => Some(&a.process.telemetry),
+            Command::Run(RunService::Notifications(a)) => Some(&a.process.telemetry),
             Command::Seed(a) => Some(&a.telemetry),
-            Command::Openapi(_) | Command::Users(_) | Command::Oauth(_) | Command::Dlq(_) => None,
+            Command::Openapi(_)
+            | Command::Users(_)
+            | Command::Oauth(_)
+            | Command::Dlq(_)
+            | Command::Sagas(_) => None,
         }
     }
 }
@@ -394,6 +546,24 @@ where
         if sub.value_source("key_dir") == Some(ValueSource::DefaultValue) {
             up.gateway.auth.key_dir = Some(up.data_dir.join("oauth-keys"));
         }
+        for (id, service) in [
+            ("orders_database_url", "orders"),
+            ("payments_database_url", "payments"),
+            ("notifications_database_url", "notifications"),
+        ] {
+            if sub.value_source(id) == Some(ValueSource::DefaultValue) {
+                let url = sqlite_url(&up.data_dir, service);
+                match service {
+                    "orders" => up.orders.database_url = url,
+                    "payments" => up.payments.database_url = url,
+                    _ => up.notifications.database_url = url,
+                }
+            }
+        }
+        if sub.value_source("notifications_mail_dir") == Some(ValueSource::DefaultValue) {
+            up.notifications.mail_dir = up.data_dir.join("mail");
+        }
+        up.share_consumer_settings();
     }
     Ok(cli)
 }
@@ -443,6 +613,13 @@ mod tests {
         };
         assert_eq!(up.catalog.database_url, "sqlite:///tmp/js/catalog.db");
         assert_eq!(up.users.database_url, "sqlite:///tmp/js/users.db");
+        assert_eq!(up.orders.database_url, "sqlite:///tmp/js/orders.db");
+        assert_eq!(up.payments.database_url, "sqlite:///tmp/js/payments.db");
+        assert_eq!(
+            up.notifications.database_url,
+            "sqlite:///tmp/js/notifications.db"
+        );
+        assert_eq!(up.notifications.mail_dir, PathBuf::from("/tmp/js/mail"));
         assert_eq!(
             up.gateway.auth.key_dir,
             Some(PathBuf::from("/tmp/js/oauth-keys"))
@@ -478,6 +655,27 @@ mod tests {
         };
         assert_eq!(r.consumer.as_deref(), Some("c"));
         assert!(r.seq.is_none() && !r.all);
+    }
+
+    #[test]
+    fn every_service_follows_the_one_consumer_policy() {
+        let cli = parse_from(["jetshop", "up", "--consumer-max-deliver", "9"]).unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(up.orders.consumer.max_deliver, 9);
+        assert_eq!(up.payments.consumer.max_deliver, 9);
+        assert_eq!(up.notifications.consumer.max_deliver, 9);
+    }
+
+    #[test]
+    fn sagas_take_a_state_or_an_order() {
+        let cli = parse_from(["jetshop", "sagas", "ls", "--state", "stuck"]).unwrap();
+        let Command::Sagas(SagasCommand::Ls(ls)) = cli.command else {
+            panic!("not sagas ls")
+        };
+        assert_eq!(ls.state.as_deref(), Some("stuck"));
+        assert!(parse_from(["jetshop", "sagas", "retry", "not-a-uuid"]).is_err());
     }
 
     #[test]

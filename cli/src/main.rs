@@ -1,6 +1,7 @@
 //! `jetshop`: run the whole system (`up`), one service (`run`), load the
 //! demo catalog (`seed`), print the API spec (`openapi`), manage admins
-//! and OAuth clients (`users`, `oauth`), or operate the dead letters (`dlq`).
+//! and OAuth clients (`users`, `oauth`), or operate the dead letters (`dlq`)
+//! and the order sagas (`sagas`).
 //!
 //! - [`args`]: the command line, flags and environment variables.
 //! - [`up`]: everything in one process, with an embedded [`nats_child`].
@@ -11,6 +12,7 @@
 //! - [`openapi`]: the gateway's spec.
 //! - [`accounts`]: admin accounts and OAuth clients, straight into the users database.
 //! - [`dlq`]: list, show, replay and purge dead letters.
+//! - [`sagas`]: list sagas and retry stuck ones.
 //!
 //! Any failure ends the process with one `error: ...` line and a non-zero code.
 
@@ -20,6 +22,7 @@ mod dlq;
 mod nats_child;
 mod openapi;
 mod run;
+mod sagas;
 mod seed;
 mod signals;
 mod supervisor;
@@ -27,7 +30,7 @@ mod up;
 
 use std::process::ExitCode;
 
-use args::{Command, DlqCommand, OauthCommand, RunService, UsersCommand};
+use args::{Command, DlqCommand, OauthCommand, RunService, SagasCommand, UsersCommand};
 
 fn main() -> ExitCode {
     let cli = match args::parse() {
@@ -77,6 +80,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Dlq(DlqCommand::Show(args)) => dlq::show(args).await,
         Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(args).await,
         Command::Dlq(DlqCommand::Purge(args)) => dlq::purge(args).await,
+        Command::Sagas(SagasCommand::Ls(args)) => sagas::ls(args).await,
+        Command::Sagas(SagasCommand::Retry(args)) => sagas::retry(args).await,
+        Command::Run(RunService::Orders(args)) => {
+            run::orders(*args, signals::shutdown_token()?).await
+        }
+        Command::Run(RunService::Payments(args)) => {
+            run::payments(*args, signals::shutdown_token()?).await
+        }
+        Command::Run(RunService::Notifications(args)) => {
+            run::notifications(*args, signals::shutdown_token()?).await
+        }
     }
 }
 

@@ -11,7 +11,10 @@ use jetshop_platform::{config::NatsSettings, runtime::Runtime};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    args::{RunCatalogArgs, RunGatewayArgs, RunUsersArgs},
+    args::{
+        RunCatalogArgs, RunGatewayArgs, RunNotificationsArgs, RunOrdersArgs, RunPaymentsArgs,
+        RunUsersArgs,
+    },
     supervisor::Supervisor,
 };
 
@@ -58,6 +61,78 @@ pub async fn users(args: RunUsersArgs, shutdown: CancellationToken) -> anyhow::R
         args.shutdown_timeout,
         shutdown,
         move |rt, stop| jetshop_users::run(settings, rt, stop),
+    )
+    .await
+}
+
+/// Run the orders service (and its saga) until `shutdown`.
+pub async fn orders(args: RunOrdersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut settings = args.orders;
+    settings.consumer = args.process.consumer;
+    settings.consumer.validate().context("orders settings")?;
+    tracing::info!(
+        nats = ?args.process.nats,
+        admin_addr = %args.admin_addr,
+        shutdown_timeout = ?args.process.shutdown_timeout,
+        orders = ?settings,
+        "jetshop run orders: effective configuration"
+    );
+    service(
+        jetshop_orders::SERVICE_NAME,
+        &args.process.nats,
+        args.admin_addr,
+        args.process.shutdown_timeout,
+        shutdown,
+        move |rt, stop| jetshop_orders::run(settings, rt, stop),
+    )
+    .await
+}
+
+/// Run the payments service until `shutdown`.
+pub async fn payments(args: RunPaymentsArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut settings = args.payments;
+    settings.consumer = args.process.consumer;
+    settings.validate().context("payments settings")?;
+    tracing::info!(
+        nats = ?args.process.nats,
+        admin_addr = %args.admin_addr,
+        shutdown_timeout = ?args.process.shutdown_timeout,
+        payments = ?settings,
+        "jetshop run payments: effective configuration"
+    );
+    service(
+        jetshop_payments::SERVICE_NAME,
+        &args.process.nats,
+        args.admin_addr,
+        args.process.shutdown_timeout,
+        shutdown,
+        move |rt, stop| jetshop_payments::run(settings, rt, stop),
+    )
+    .await
+}
+
+/// Run the notifications service until `shutdown`.
+pub async fn notifications(
+    args: RunNotificationsArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut settings = args.notifications;
+    settings.consumer = args.process.consumer;
+    settings.validate().context("notifications settings")?;
+    tracing::info!(
+        nats = ?args.process.nats,
+        admin_addr = %args.admin_addr,
+        shutdown_timeout = ?args.process.shutdown_timeout,
+        notifications = ?settings,
+        "jetshop run notifications: effective configuration"
+    );
+    service(
+        jetshop_notifications::SERVICE_NAME,
+        &args.process.nats,
+        args.admin_addr,
+        args.process.shutdown_timeout,
+        shutdown,
+        move |rt, stop| jetshop_notifications::run(settings, rt, stop),
     )
     .await
 }

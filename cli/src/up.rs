@@ -27,6 +27,11 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let mut args = args;
     bootstrap_defaults(&mut args)?;
     args.users.validate().context("users settings")?;
+    args.orders.consumer.validate().context("orders settings")?;
+    args.payments.validate().context("payments settings")?;
+    args.notifications
+        .validate()
+        .context("notifications settings")?;
 
     // Started here, on the main thread, so that it dies with the process.
     let (child, url) = match args.nats_url.clone() {
@@ -72,6 +77,9 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
         gateway = ?args.gateway,
         catalog = ?args.catalog,
         users = ?args.users,
+        orders = ?args.orders,
+        payments = ?args.payments,
+        notifications = ?args.notifications,
         "jetshop up: effective configuration"
     );
     jetshop_platform::metrics::install();
@@ -85,7 +93,13 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
     // before the services behind it drain.
     let mut parts = Supervisor::new();
     let gateway_addr = args.gateway.http_addr;
+    let notifications_mail_dir = args
+        .notifications
+        .smtp_url
+        .is_none()
+        .then(|| args.notifications.mail_dir.clone());
     let (gateway, catalog, users) = (args.gateway, args.catalog, args.users);
+    let (orders, payments, notifications) = (args.orders, args.payments, args.notifications);
     let gateway_rt = rt.clone();
     parts.spawn("gateway", move |stop| {
         jetshop_gateway::run(gateway, gateway_rt, stop)
@@ -98,10 +112,23 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
     parts.spawn(jetshop_users::SERVICE_NAME, move |stop| {
         jetshop_users::run(users, users_rt, stop)
     });
+    let orders_rt = rt.clone();
+    parts.spawn(jetshop_orders::SERVICE_NAME, move |stop| {
+        jetshop_orders::run(orders, orders_rt, stop)
+    });
+    let payments_rt = rt.clone();
+    parts.spawn(jetshop_payments::SERVICE_NAME, move |stop| {
+        jetshop_payments::run(payments, payments_rt, stop)
+    });
+    let notifications_rt = rt.clone();
+    parts.spawn(jetshop_notifications::SERVICE_NAME, move |stop| {
+        jetshop_notifications::run(notifications, notifications_rt, stop)
+    });
     if args.seed_demo {
         seed::spawn(rt.clone(), shutdown.child_token());
     }
-    tokio::spawn(announce(gateway_addr, shutdown.child_token()));
+    let mail = notifications_mail_dir;
+    tokio::spawn(announce(gateway_addr, mail, shutdown.child_token()));
 
     let result = parts.run(shutdown, args.shutdown_timeout).await;
     // Everything published so far reaches the server before it stops.
@@ -168,7 +195,7 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Print where to look once the gateway accepts connections.
-async fn announce(addr: SocketAddr, stop: CancellationToken) {
+async fn announce(addr: SocketAddr, mail_dir: Option<std::path::PathBuf>, stop: CancellationToken) {
     let reachable = reachable(addr);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -187,6 +214,10 @@ async fn announce(addr: SocketAddr, stop: CancellationToken) {
     println!(
         "REST API:   http://{reachable}/v1/products  (spec /openapi.json, health /healthz /readyz, metrics /metrics)"
     );
+    if let Some(dir) = mail_dir {
+        println!("Mail:       {}/*.eml  (no --smtp-url given)", dir.display());
+    }
+    println!("Operate:    jetshop dlq ls  |  jetshop sagas ls --state stuck");
 }
 
 /// The address a local client can use for a listening address

@@ -1,0 +1,134 @@
+//! Hundreds of concurrent orders over a few scarce products, and the
+//! same again with every saga answer delivered twice and every consumer
+//! replaying its stream from the start.
+
+use std::time::Duration;
+
+use jetshop_contracts::streams;
+use jetshop_platform::envelope::new_message_id;
+
+use crate::{
+    invariants,
+    system::{Options, System},
+};
+
+/// Marks the duplicator's copies.
+const COPY: &str = "Test-Duplicate";
+
+/// Orders in the load run.
+const ORDERS: usize = 300;
+
+#[tokio::test]
+async fn hundreds_of_concurrent_orders_end_consistent() {
+    let system = System::start(Options::default()).await;
+    let products = system.products(&[120, 100, 80]).await;
+    let started = std::time::Instant::now();
+    let orders = system.place_many(ORDERS, &products).await;
+    system
+        .wait_terminal(&orders, Duration::from_secs(240))
+        .await;
+    let took = started.elapsed();
+    let outcome = invariants::check(&system, &products, &orders).await;
+    // A figure, not an assertion: see loadtests/ for benchmarks.
+    println!(
+        "checkout: {ORDERS} orders ({} confirmed, {} cancelled) terminal in {:.1}s: {:.1} orders/s (db: {})",
+        outcome.confirmed,
+        outcome.cancelled,
+        took.as_secs_f64(),
+        ORDERS as f64 / took.as_secs_f64(),
+        if system.orders_db.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+    );
+    assert!(
+        outcome.confirmed > 0 && outcome.cancelled > 0,
+        "{outcome:?}"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicated_and_redelivered_answers_change_nothing() {
+    let mut system = System::start(Options::default()).await;
+    let products = system.products(&[15, 15]).await;
+
+    // Every catalog and payments event is published a second time under a
+    // new message id (past JetStream's dedupe), as a misbehaving producer
+    // or a replay would.
+    let client = system.js.client();
+    let mut sub = client.subscribe("*.events.>").await.unwrap();
+    let js = system.js.clone();
+    let copied = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = copied.clone();
+    let duplicator = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(m) = sub.next().await {
+            let subject = m.subject.as_str();
+            if !(subject.starts_with("catalog.events.") || subject.starts_with("payments.events."))
+            {
+                continue;
+            }
+            let mut headers = m.headers.clone().unwrap_or_default();
+            // Copies pass through this subscription too: copy each original once.
+            if headers.get(COPY).is_some() {
+                continue;
+            }
+            headers.insert(COPY, "1");
+            headers.insert(
+                jetshop_contracts::headers::MSG_ID,
+                new_message_id().to_string().as_str(),
+            );
+            if js
+                .publish_with_headers(m.subject.clone(), headers, m.payload.clone())
+                .await
+                .is_ok()
+            {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+
+    let orders = system.place_many(60, &products).await;
+    // Placements twice too, under new message ids.
+    for &id in &orders[..20] {
+        system.place_again(id, products[0].0).await;
+    }
+    system
+        .wait_terminal(&orders, Duration::from_secs(180))
+        .await;
+    duplicator.abort();
+    let copied = copied.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        copied >= orders.len(),
+        "only {copied} events were duplicated"
+    );
+    invariants::check(&system, &products, &orders).await;
+
+    // Redelivery of everything: the saga's and notifications' durable
+    // consumers are dropped and recreated from the start of their streams,
+    // so every message they already handled comes again.
+    system.stop_service("orders").await;
+    system.stop_service("notifications").await;
+    for (stream, durable) in [
+        (streams::CATALOG_EVENTS, "orders-saga-stock"),
+        (streams::PAYMENTS_EVENTS, "orders-saga-payments"),
+        (streams::ORDERS_EVENTS, "notifications-orders"),
+    ] {
+        let s = system.js.get_stream(stream).await.unwrap();
+        s.delete_consumer(durable).await.unwrap();
+    }
+    system.start_orders().await;
+    system.start_notifications().await;
+    // Let them work through their streams, then check nothing moved.
+    for (stream, durable) in [
+        (streams::CATALOG_EVENTS, "orders-saga-stock"),
+        (streams::PAYMENTS_EVENTS, "orders-saga-payments"),
+        (streams::ORDERS_EVENTS, "notifications-orders"),
+    ] {
+        system.wait_consumed(stream, durable).await;
+    }
+    invariants::check(&system, &products, &orders).await;
+    system.shutdown().await;
+}
