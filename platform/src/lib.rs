@@ -21,6 +21,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod health;
+pub mod html;
 pub mod inbox;
 pub mod metrics;
 pub mod nats;

@@ -12,6 +12,7 @@ use jetshop_contracts::{
     orders::{OrderCancelled, OrderConfirmed, OrderLine},
     users::User,
 };
+use jetshop_platform::html::escape;
 use lettre::message::{Mailbox, MultiPart};
 use uuid::Uuid;
 
@@ -208,21 +209,6 @@ fn wrap_html(body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body style=\"font-family: sans-serif\">\n{body}</body></html>\n"
     )
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! browser is sent (303) to the redirect URI with a single-use code that
 //! the users service keeps, by hash, for `--oauth-code-ttl`.
 
+use jetshop_platform::html::escape;
 use std::{collections::BTreeSet, sync::Arc};
 
 use chrono::Utc;
@@ -393,22 +394,6 @@ fn redirect(redirect_uri: &str, params: &[(&str, Option<&str>)]) -> Response {
             .header(header::LOCATION, url.as_str())
             .finish(),
     )
-}
-
-/// Escape text for HTML content and attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "\
