@@ -86,7 +86,7 @@ pub enum OrderStatusBody {
     Placed,
     /// Stock held; payment not yet authorized.
     StockReserved,
-    /// Money held on the card; being confirmed.
+    /// Money held on the card; being captured. Too late to cancel.
     PaymentAuthorized,
     /// Money taken; the stock is being committed. Too late to cancel.
     Paid,
@@ -699,13 +699,11 @@ pub fn cancellable(status: OrderStatus) -> Result<(), &'static str> {
     match status {
         OrderStatus::Confirmed => Err("the order is confirmed"),
         OrderStatus::Cancelled => Err("the order is cancelled already"),
-        OrderStatus::Paid => {
+        // The saga asks for the capture as soon as the payment is authorized.
+        OrderStatus::PaymentAuthorized | OrderStatus::Paid => {
             Err("the payment is being captured; the order can no longer be cancelled")
         }
-        OrderStatus::Placed
-        | OrderStatus::StockReserved
-        | OrderStatus::PaymentAuthorized
-        | OrderStatus::Cancelling => Ok(()),
+        OrderStatus::Placed | OrderStatus::StockReserved | OrderStatus::Cancelling => Ok(()),
     }
 }
 
@@ -993,7 +991,8 @@ impl OrdersApi {
     /// Queue a `CancelOrder` command. Needs `orders:write`; your own orders
     /// only (any with `users:admin`). Answers 202 with `Location`; the
     /// order ends `cancelled` with every hold released. 409 when it is
-    /// final already, or `paid` (capture has begun: too late to cancel).
+    /// final already, or `payment_authorized` or `paid` (capture has begun:
+    /// too late to cancel).
     /// The body (a reason) is optional.
     #[oai(
         path = "/v1/orders/:id/cancel",
@@ -1198,12 +1197,12 @@ mod tests {
         for s in [
             OrderStatus::Placed,
             OrderStatus::StockReserved,
-            OrderStatus::PaymentAuthorized,
             OrderStatus::Cancelling,
         ] {
             assert!(cancellable(s).is_ok(), "{s:?}");
         }
         for s in [
+            OrderStatus::PaymentAuthorized,
             OrderStatus::Paid,
             OrderStatus::Confirmed,
             OrderStatus::Cancelled,
