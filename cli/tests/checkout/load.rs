@@ -4,6 +4,13 @@
 
 use std::time::Duration;
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use async_nats::jetstream::{AckKind, consumer::PullConsumer};
+use futures::StreamExt;
 use jetshop_contracts::streams;
 use jetshop_platform::envelope::new_message_id;
 
@@ -60,10 +67,9 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
     let client = system.js.client();
     let mut sub = client.subscribe("*.events.>").await.unwrap();
     let js = system.js.clone();
-    let copied = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let copied = Arc::new(AtomicUsize::new(0));
     let count = copied.clone();
     let duplicator = tokio::spawn(async move {
-        use futures::StreamExt;
         while let Some(m) = sub.next().await {
             let subject = m.subject.as_str();
             if !(subject.starts_with("catalog.events.") || subject.starts_with("payments.events."))
@@ -85,10 +91,23 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
                 .await
                 .is_ok()
             {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
+
+    // And some deliveries are taken by another puller of the saga's own
+    // durable consumers and nak'd, so the service gets them redelivered.
+    let nakked = Arc::new(AtomicUsize::new(0));
+    let mut nakkers = Vec::new();
+    for (stream, durable) in [
+        (streams::PAYMENTS_EVENTS, "orders-saga-payments"),
+        (streams::CATALOG_EVENTS, "orders-saga-stock"),
+    ] {
+        let stream = system.js.get_stream(stream).await.unwrap();
+        let consumer: PullConsumer = stream.get_consumer(durable).await.unwrap();
+        nakkers.push(tokio::spawn(nak_some(consumer, nakked.clone())));
+    }
 
     let orders = system.place_many(60, &products).await;
     // Placements twice too, under new message ids.
@@ -99,7 +118,12 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
         .wait_terminal(&orders, Duration::from_secs(180))
         .await;
     duplicator.abort();
-    let copied = copied.load(std::sync::atomic::Ordering::Relaxed);
+    for n in nakkers {
+        n.abort();
+    }
+    let nakked = nakked.load(Ordering::Relaxed);
+    assert!(nakked > 0, "no delivery was nak'd");
+    let copied = copied.load(Ordering::Relaxed);
     assert!(
         copied >= orders.len(),
         "only {copied} events were duplicated"
@@ -131,4 +155,25 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
     }
     invariants::check(&system, &products, &orders).await;
     system.shutdown().await;
+}
+
+/// Take a few deliveries now and then from a service's durable consumer
+/// and nak them: the server redelivers them (to the service or here).
+async fn nak_some(consumer: PullConsumer, nakked: Arc<AtomicUsize>) {
+    loop {
+        if let Ok(mut batch) = consumer
+            .fetch()
+            .max_messages(2)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await
+        {
+            while let Some(Ok(m)) = batch.next().await {
+                if m.ack_with(AckKind::Nak(None)).await.is_ok() {
+                    nakked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
 }
