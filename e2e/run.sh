@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# `make e2e`: start `jetshop up` on free ports with a fresh data dir, then
-# drive Swagger UI in headless Chromium (swagger-login.mjs). Installs what
-# is missing: Debian's chromium, and playwright-core from npm (no browser
-# download: it drives the system Chromium).
+# `make e2e`: start `jetshop up --seed-demo` on free ports with a fresh data
+# dir, then walk the newcomer's path through Swagger UI in headless Chromium
+# (newcomer.mjs: sign in, place orders, watch them end, find the emails,
+# `jetshop dlq ls`). Installs what is missing: Debian's chromium, and
+# playwright-core from npm (no browser download: it drives the system
+# Chromium). The work dir (log, data dir with the .eml files, screenshots)
+# is kept when a step fails, or always with KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +33,22 @@ cleanup() {
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  if [[ $status -ne 0 ]]; then say "logs and screenshots kept in $work"; else rm -rf "$work"; fi
+  if [[ $status -ne 0 && -f "$work/up.log" ]]; then
+    say "last lines of jetshop up's log:"
+    tail -n 40 "$work/up.log" | sed 's/\x1b\[[0-9;]*m//g' >&2
+  fi
+  if [[ $status -ne 0 || -n "${KEEP:-}" ]]; then
+    say "logs, data dir and screenshots kept in $work"
+  else
+    rm -rf "$work"
+  fi
   exit $status
 }
 trap cleanup EXIT INT TERM
 
 say "starting jetshop up on http://127.0.0.1:$port (data in $work)"
 env -u NATS_URL -u JETSHOP_ADMIN_EMAIL -u JETSHOP_ADMIN_PASSWORD \
-  "$bin" up --data-dir "$work/data" --http-addr "127.0.0.1:$port" >"$work/up.log" 2>&1 &
+  "$bin" up --seed-demo --data-dir "$work/data" --http-addr "127.0.0.1:$port" >"$work/up.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
@@ -45,10 +56,17 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null
+# The nats-server `up` started prints its URL first ("NATS: nats://...");
+# `jetshop dlq ls` is pointed at it.
+nats_url="$(sed -n 's/^NATS: \(nats:\/\/[^ ]*\).*/\1/p' "$work/up.log" | head -n 1)"
+[[ -n "$nats_url" ]] || { say "no 'NATS: nats://...' line in $work/up.log"; exit 1; }
 
 mkdir -p "$work/shots"
 JETSHOP_URL="http://127.0.0.1:$port" \
 ADMIN_EMAIL=admin@jetshop.local \
 ADMIN_PASSWORD="$(cat "$work/data/admin-password")" \
+DATA_DIR="$work/data" \
+NATS_URL="$nats_url" \
+JETSHOP_BIN="$PWD/$bin" \
 SCREENSHOT_DIR="$work/shots" \
-  node e2e/swagger-login.mjs
+  node e2e/newcomer.mjs
