@@ -69,7 +69,7 @@ checkout: nats-server smtp-server nextest ## the checkout invariant suite alone,
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast --no-capture -p jetshop-cli --test checkout
 
 .PHONY: e2e
-e2e: nats-server ## Swagger UI login (OAuth code + PKCE) and a protected call, in headless Chromium
+e2e: nats-server ## in headless Chromium: Swagger UI login (OAuth code + PKCE), orders with tok_visa and tok_chargeDeclined to their end, their emails, jetshop dlq ls
 	$(NATS_SERVER) e2e/run.sh
 
 .PHONY: bench
