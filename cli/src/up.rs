@@ -128,7 +128,12 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
         seed::spawn(rt.clone(), shutdown.child_token());
     }
     let mail = notifications_mail_dir;
-    tokio::spawn(announce(gateway_addr, mail, shutdown.child_token()));
+    tokio::spawn(announce(
+        gateway_addr,
+        nats.url.clone(),
+        mail,
+        shutdown.child_token(),
+    ));
 
     let result = parts.run(shutdown, args.shutdown_timeout).await;
     // Everything published so far reaches the server before it stops.
@@ -195,7 +200,12 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Print where to look once the gateway accepts connections.
-async fn announce(addr: SocketAddr, mail_dir: Option<std::path::PathBuf>, stop: CancellationToken) {
+async fn announce(
+    addr: SocketAddr,
+    nats_url: String,
+    mail_dir: Option<std::path::PathBuf>,
+    stop: CancellationToken,
+) {
     let reachable = reachable(addr);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -217,7 +227,11 @@ async fn announce(addr: SocketAddr, mail_dir: Option<std::path::PathBuf>, stop: 
     if let Some(dir) = mail_dir {
         println!("Mail:       {}/*.eml  (no --smtp-url given)", dir.display());
     }
-    println!("Operate:    jetshop dlq ls  |  jetshop sagas ls --state stuck");
+    // The operator commands as this very binary, pointed at this NATS.
+    let me = std::env::args().next().unwrap_or_else(|| "jetshop".into());
+    let nats_url = jetshop_platform::config::redact_url(&nats_url);
+    println!("Operate:    {me} dlq ls --nats-url {nats_url}");
+    println!("            {me} sagas ls --state stuck --nats-url {nats_url}");
 }
 
 /// The address a local client can use for a listening address

@@ -101,6 +101,8 @@ fn install(
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .compact()
             .with_target(false)
+            // Colours for a terminal only: a log file or pipe gets plain text.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

@@ -109,7 +109,10 @@ pub async fn run(
         _ = shutdown.cancelled() => {}
         Some(ended) = consumers.join_next() => {
             result = consumer_result(ended);
-            tracing::error!(error = ?result, "an orders consumer stopped; shutting down");
+            // Both branches can be ready at shutdown; only an early end is news.
+            if !shutdown.is_cancelled() {
+                tracing::error!(error = ?result, "an orders consumer stopped on its own; shutting down");
+            }
         }
     }
     shutdown.cancel();
