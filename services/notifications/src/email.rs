@@ -176,9 +176,12 @@ pub fn parse_recipient(address: &str) -> Option<Mailbox> {
 
 const SIGNATURE: &str = "\n-- \njetshop\n";
 
-/// The first eight hex digits of an order id, upper case: enough for people.
+/// The last eight hex digits of an order id, upper case: enough for people.
+/// (Not the first: ids are UUIDv7, whose first digits are a timestamp that
+/// orders placed in the same minute share.)
 fn short_id(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_ascii_uppercase()
+    let hex = id.simple().to_string();
+    hex[hex.len() - 8..].to_ascii_uppercase()
 }
 
 fn format_time(t: DateTime<Utc>) -> String {
@@ -252,7 +255,7 @@ mod tests {
     #[test]
     fn confirmation_lists_lines_and_total_and_escapes_html() {
         let c = order_confirmed(&confirmed());
-        assert_eq!(c.subject, "Your jetshop order 0190A3B4 is confirmed");
+        assert_eq!(c.subject, "Your jetshop order 00000001 is confirmed");
         assert!(
             c.text.contains("2 x Blue <mug> (MUG-1)  30.00 EUR"),
             "{}",
