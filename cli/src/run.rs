@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     args::{
         RunCatalogArgs, RunGatewayArgs, RunNotificationsArgs, RunOrdersArgs, RunPaymentsArgs,
-        RunUsersArgs,
+        RunUsersArgs, ServiceProcessArgs,
     },
     supervisor::Supervisor,
 };
@@ -68,22 +68,15 @@ pub async fn users(args: RunUsersArgs, shutdown: CancellationToken) -> anyhow::R
 /// Run the orders service (and its saga) until `shutdown`.
 pub async fn orders(args: RunOrdersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = args.orders;
-    settings.consumer = args.process.consumer;
+    settings.consumer = args.process.consumer.clone();
     settings.consumer.validate().context("orders settings")?;
-    tracing::info!(
-        nats = ?args.process.nats,
-        admin_addr = %args.admin_addr,
-        shutdown_timeout = ?args.process.shutdown_timeout,
-        orders = ?settings,
-        "jetshop run orders: effective configuration"
-    );
-    service(
+    consuming(
         jetshop_orders::SERVICE_NAME,
-        &args.process.nats,
         args.admin_addr,
-        args.process.shutdown_timeout,
+        args.process,
+        settings,
         shutdown,
-        move |rt, stop| jetshop_orders::run(settings, rt, stop),
+        jetshop_orders::run,
     )
     .await
 }
@@ -91,22 +84,15 @@ pub async fn orders(args: RunOrdersArgs, shutdown: CancellationToken) -> anyhow:
 /// Run the payments service until `shutdown`.
 pub async fn payments(args: RunPaymentsArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = args.payments;
-    settings.consumer = args.process.consumer;
+    settings.consumer = args.process.consumer.clone();
     settings.validate().context("payments settings")?;
-    tracing::info!(
-        nats = ?args.process.nats,
-        admin_addr = %args.admin_addr,
-        shutdown_timeout = ?args.process.shutdown_timeout,
-        payments = ?settings,
-        "jetshop run payments: effective configuration"
-    );
-    service(
+    consuming(
         jetshop_payments::SERVICE_NAME,
-        &args.process.nats,
         args.admin_addr,
-        args.process.shutdown_timeout,
+        args.process,
+        settings,
         shutdown,
-        move |rt, stop| jetshop_payments::run(settings, rt, stop),
+        jetshop_payments::run,
     )
     .await
 }
@@ -117,22 +103,49 @@ pub async fn notifications(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut settings = args.notifications;
-    settings.consumer = args.process.consumer;
+    settings.consumer = args.process.consumer.clone();
     settings.validate().context("notifications settings")?;
+    consuming(
+        jetshop_notifications::SERVICE_NAME,
+        args.admin_addr,
+        args.process,
+        settings,
+        shutdown,
+        jetshop_notifications::run,
+    )
+    .await
+}
+
+/// A service with consumers (its settings already hold the process's
+/// consumer policy): log the effective configuration, then run it.
+async fn consuming<S, F, Fut, E>(
+    name: &'static str,
+    admin_addr: SocketAddr,
+    process: ServiceProcessArgs,
+    settings: S,
+    shutdown: CancellationToken,
+    run: F,
+) -> anyhow::Result<()>
+where
+    S: std::fmt::Debug + Send + 'static,
+    F: FnOnce(S, Runtime, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     tracing::info!(
-        nats = ?args.process.nats,
-        admin_addr = %args.admin_addr,
-        shutdown_timeout = ?args.process.shutdown_timeout,
-        notifications = ?settings,
-        "jetshop run notifications: effective configuration"
+        nats = ?process.nats,
+        %admin_addr,
+        shutdown_timeout = ?process.shutdown_timeout,
+        ?settings,
+        "jetshop run {name}: effective configuration"
     );
     service(
-        jetshop_notifications::SERVICE_NAME,
-        &args.process.nats,
-        args.admin_addr,
-        args.process.shutdown_timeout,
+        name,
+        &process.nats,
+        admin_addr,
+        process.shutdown_timeout,
         shutdown,
-        move |rt, stop| jetshop_notifications::run(settings, rt, stop),
+        move |rt, stop| run(settings, rt, stop),
     )
     .await
 }

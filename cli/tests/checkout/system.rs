@@ -359,10 +359,33 @@ impl System {
     /// Send one placement as the gateway does.
     pub async fn place(&self, lines: Vec<(Uuid, i64)>, token: &str, n: usize) -> Uuid {
         let order_id = Uuid::now_v7();
+        let email = format!("buyer{n}@example.com");
+        self.send_placement(order_id, &order_id.to_string(), &email, lines, token)
+            .await;
+        order_id
+    }
+
+    /// The placement of an existing order again, under a new message id and
+    /// with other content: the first placement must stand.
+    pub async fn place_again(&self, order_id: Uuid, product: Uuid) {
+        let message_id = Uuid::now_v7().to_string();
+        let email = "someone-else@example.com";
+        self.send_placement(order_id, &message_id, email, vec![(product, 1)], "tok_visa")
+            .await;
+    }
+
+    async fn send_placement(
+        &self,
+        order_id: Uuid,
+        message_id: &str,
+        email: &str,
+        lines: Vec<(Uuid, i64)>,
+        token: &str,
+    ) {
         let cmd = PlaceOrder {
             order_id,
             customer_id: Uuid::now_v7(),
-            customer_email: Some(format!("buyer{n}@example.com")),
+            customer_email: Some(email.into()),
             lines: lines
                 .into_iter()
                 .map(|(product_id, quantity)| LineRequest {
@@ -372,38 +395,10 @@ impl System {
                 .collect(),
             card_token: token.into(),
         };
-        envelope::send_command(
-            &self.js,
-            &order_id.to_string(),
-            &cmd,
-            &MessageMeta::correlated(order_id.to_string()),
-        )
-        .await
-        .unwrap();
-        order_id
-    }
-
-    /// The placement of an existing order again, under a new message id and
-    /// with other content: the first placement must stand.
-    pub async fn place_again(&self, order_id: Uuid, product: Uuid) {
-        let cmd = PlaceOrder {
-            order_id,
-            customer_id: Uuid::now_v7(),
-            customer_email: Some("someone-else@example.com".into()),
-            lines: vec![LineRequest {
-                product_id: product,
-                quantity: 1,
-            }],
-            card_token: "tok_visa".into(),
-        };
-        envelope::send_command(
-            &self.js,
-            &Uuid::now_v7().to_string(),
-            &cmd,
-            &MessageMeta::default(),
-        )
-        .await
-        .unwrap();
+        let meta = MessageMeta::correlated(order_id.to_string());
+        envelope::send_command(&self.js, message_id, &cmd, &meta)
+            .await
+            .unwrap();
     }
 
     /// Wait until a durable consumer has nothing pending or unacknowledged.

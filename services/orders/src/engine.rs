@@ -5,7 +5,7 @@
 //! A lost race with another instance rolls everything back and starts
 //! again from a fresh read.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jetshop_contracts::{
@@ -466,6 +466,3 @@ fn record_metrics(
 fn rand_millis(max: u64) -> Duration {
     Duration::from_millis(rand::random_range(0..max.max(1)))
 }
-
-/// Shared handle for the handlers.
-pub type SharedEngine = Arc<Engine>;

@@ -49,22 +49,9 @@ pub async fn intents(db: &DatabaseConnection) -> Result<Vec<IntentSummary>, Erro
         .await?
         .into_iter()
         .map(|row| {
-            let count = |kind| {
-                counts
-                    .get(&(row.order_id.clone(), kind))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            Ok(IntentSummary {
-                order_id: row.order_uuid()?,
-                state: row.state,
-                amount_minor: row.amount_minor,
-                authorizations: count(MovementKind::Authorize),
-                captures: count(MovementKind::Capture),
-                voids: count(MovementKind::Void),
-                refunds: count(MovementKind::Refund),
-                currency: row.currency,
-                decline_code: row.decline_code,
+            let order_id = row.order_id.clone();
+            summarize(row, |kind| {
+                counts.get(&(order_id.clone(), kind)).copied().unwrap_or(0)
             })
         })
         .collect()
@@ -90,8 +77,16 @@ pub async fn intent(
         txns.dedup();
         u32::try_from(txns.len()).unwrap_or(u32::MAX)
     };
-    Ok(Some(IntentSummary {
-        order_id,
+    summarize(row, count).map(Some)
+}
+
+/// An intent with its movements, counted by `count`.
+fn summarize(
+    row: intents::Model,
+    count: impl Fn(MovementKind) -> u32,
+) -> Result<IntentSummary, Error> {
+    Ok(IntentSummary {
+        order_id: row.order_uuid()?,
         state: row.state,
         amount_minor: row.amount_minor,
         authorizations: count(MovementKind::Authorize),
@@ -100,7 +95,7 @@ pub async fn intent(
         refunds: count(MovementKind::Refund),
         currency: row.currency,
         decline_code: row.decline_code,
-    }))
+    })
 }
 
 /// Debits and credits of one account in one currency.

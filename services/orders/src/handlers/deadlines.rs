@@ -25,10 +25,8 @@ const BATCH: u64 = 200;
 
 /// Scan every `period` until `shutdown`.
 pub async fn run(engine: Engine, period: Duration, shutdown: CancellationToken) {
-    match sagas::list(engine.db(), None, 1_000_000).await {
-        Ok(open) if !open.is_empty() => {
-            tracing::info!(open = open.len(), "resuming open sagas");
-        }
+    match sagas::count_open(engine.db()).await {
+        Ok(open) if open > 0 => tracing::info!(open, "resuming open sagas"),
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "cannot count open sagas"),
     }

@@ -74,12 +74,6 @@ pub async fn page<C: ConnectionTrait>(
     Ok(q.order_by_desc(Column::Id).limit(limit).all(db).await?)
 }
 
-/// Every order id (for rebuilding and for checks).
-pub async fn all_ids<C: ConnectionTrait>(db: &C) -> Result<Vec<Uuid>, Error> {
-    let rows = Orders::find().order_by_asc(Column::Id).all(db).await?;
-    rows.iter().map(|r| parse_id(&r.id)).collect()
-}
-
 fn parse_id(s: &str) -> Result<Uuid, Error> {
     s.parse()
         .map_err(|e| Error::Corrupt(format!("stored id {s:?}: {e}")))

@@ -157,6 +157,14 @@ pub async fn list<C: ConnectionTrait>(
         .await?)
 }
 
+/// How many sagas are not completed (stuck ones included).
+pub async fn count_open<C: ConnectionTrait>(db: &C) -> Result<u64, Error> {
+    Ok(Sagas::find()
+        .filter(Column::State.ne(SagaState::Completed.as_str()))
+        .count(db)
+        .await?)
+}
+
 /// How many sagas are in `state`.
 pub async fn count<C: ConnectionTrait>(db: &C, state: SagaState) -> Result<u64, Error> {
     Ok(Sagas::find()
