@@ -1,10 +1,13 @@
 //! The crate's one error type: why the gateway could not serve at all, or
-//! why one request failed. How each becomes an HTTP response is decided in
-//! [`crate::problem`], nowhere else.
+//! why one request failed, with the token, credential and key failures it
+//! wraps. This is the bottom layer: it imports nothing of the crate, so
+//! every other module may use it. How each becomes an HTTP response is
+//! decided in `http::problem`, nowhere else.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use jetshop_platform::rpc::CallError;
+use jsonwebtoken::errors::ErrorKind;
 
 /// Everything the gateway can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +32,10 @@ pub enum Error {
     Publish(#[source] jetshop_platform::Error),
     /// The request's credentials are missing, invalid or not enough.
     #[error(transparent)]
-    Auth(#[from] crate::auth::guard::AuthError),
+    Auth(#[from] AuthError),
     /// The OAuth signing keys could not be loaded.
     #[error("OAuth signing keys: {0}")]
-    Keys(#[from] crate::auth::keys::KeyError),
+    Keys(#[from] KeyError),
     /// The HTTP client for the external issuer could not be built.
     #[error("HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -105,4 +108,95 @@ fn unknown_list(unknown: &[UnknownProduct]) -> String {
         .map(|u| u.product_id.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why an authenticated request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The bearer token is not acceptable (401, `invalid_token`).
+    #[error("{0}")]
+    InvalidToken(#[from] TokenError),
+    /// The token lacks a scope the operation needs (403, `insufficient_scope`).
+    #[error("this operation needs the `{0}` scope")]
+    InsufficientScope(&'static str),
+    /// The token speaks for a client, not an account (403).
+    #[error("this operation needs a token issued to an account")]
+    NotAUser,
+}
+
+/// Why a token was refused. Each says so in a sentence safe to show the
+/// client (never the token itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, or a claim has the wrong shape.
+    #[error("the token is malformed")]
+    Malformed,
+    /// `alg` is none, HMAC or otherwise not accepted.
+    #[error("the token's signing algorithm is not accepted")]
+    Algorithm,
+    /// No published key has this `kid`.
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    Signature,
+    /// `exp` is past.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not the issuer we trust.
+    #[error("the token was issued by another issuer")]
+    Issuer,
+    /// `aud` does not name us.
+    #[error("the token is meant for another audience")]
+    Audience,
+    /// A required claim is missing.
+    #[error("the token lacks a required claim")]
+    MissingClaim,
+    /// The token is a JWT of another kind (an ID token, say).
+    #[error("the token is not an access token")]
+    Type,
+    /// The external issuer's keys could not be fetched.
+    #[error("the token issuer's keys are unavailable")]
+    IssuerUnavailable,
+}
+
+impl From<jsonwebtoken::errors::Error> for TokenError {
+    fn from(err: jsonwebtoken::errors::Error) -> Self {
+        match err.kind() {
+            ErrorKind::InvalidSignature => Self::Signature,
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidIssuer => Self::Issuer,
+            ErrorKind::InvalidAudience => Self::Audience,
+            ErrorKind::MissingRequiredClaim(_) => Self::MissingClaim,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::MissingAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::UnsupportedAlgorithm => Self::Algorithm,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// Why keys could not be loaded or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file does not hold an Ed25519 PKCS#8 PEM private key.
+    #[error("{path}: not an Ed25519 PKCS#8 PEM private key")]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
 }

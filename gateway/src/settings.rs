@@ -25,10 +25,10 @@ pub struct GatewaySettings {
     pub sse_keep_alive: Duration,
     /// Rate limits, idempotency keys and their Redis.
     #[command(flatten)]
-    pub limits: crate::limits::LimitSettings,
+    pub limits: crate::http::limits::LimitSettings,
     /// Body size limit and CORS.
     #[command(flatten)]
-    pub hardening: crate::hardening::HardeningSettings,
+    pub hardening: crate::http::hardening::HardeningSettings,
     /// OAuth 2.0: the built-in issuer or an external one, keys, lifetimes.
     #[command(flatten)]
     pub auth: crate::auth::AuthSettings,
@@ -46,7 +46,7 @@ impl GatewaySettings {
             http_addr: addr,
             rpc_timeout: Self::DEFAULT_RPC_TIMEOUT,
             rpc_retries: Self::DEFAULT_RPC_RETRIES,
-            sse_keep_alive: crate::order_hub::DEFAULT_KEEP_ALIVE,
+            sse_keep_alive: crate::api::order_hub::DEFAULT_KEEP_ALIVE,
             limits: Default::default(),
             hardening: Default::default(),
             auth: crate::auth::AuthSettings::in_memory(),

@@ -15,12 +15,15 @@ use std::{
 use anyhow::{Context, Result};
 use jetshop_gateway::{
     GatewaySettings,
-    idempotency::{Idempotency, IdempotencyStore},
-    limits::{
-        CallerPolicy, FailureMode, LimitSettings, RateLimiter, RatePolicy, RedisStore, RouteGroup,
-        caller::caller_key,
+    http::{
+        idempotency::{Idempotency, IdempotencyStore},
+        limits::{
+            CallerPolicy, FailureMode, LimitSettings, RateLimiter, RatePolicy, RedisStore,
+            RouteGroup, caller::caller_key,
+        },
+        problem,
     },
-    problem, run,
+    run,
 };
 use jetshop_platform::{config::NatsSettings, runtime::Runtime};
 use jetshop_testkit::{NatsServer, RedisServer, eventually, free_port};
@@ -150,9 +153,18 @@ async fn redis_limits_count_down_then_refuse_with_retry_after() -> Result<()> {
         limited(Some(SHARED_REDIS), &prefix(), "default=3/60s"),
     )
     .await;
-    // Health is never limited.
-    let health = gw.get("/healthz").await;
-    assert!(health.headers().get("ratelimit-limit").is_none());
+    // Probes, metrics, the document and Swagger UI are never limited.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth-receiver.html",
+    ] {
+        let resp = gw.get(path).await;
+        assert!(resp.headers().get("ratelimit-limit").is_none(), "{path}");
+    }
     // The first request may have been the readiness poll: start clean.
     assert_budget(&gw, 3).await?;
     // Another group has its own budget.
@@ -475,7 +487,7 @@ async fn oversized_bodies_are_413_problems() -> Result<()> {
 
 #[tokio::test]
 async fn streamed_bodies_are_counted() -> Result<()> {
-    use jetshop_gateway::hardening::BodyLimit;
+    use jetshop_gateway::http::hardening::BodyLimit;
     let app = Route::new()
         .at(
             "/echo",

@@ -9,9 +9,9 @@ mod support;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use jetshop_gateway::auth::{
-    jwt::{ACCESS_TOKEN_TYP, AccessClaims, sign},
+use jetshop_gateway::oauth::{
     keys::{KeyPair, KeyRing},
+    mint::{ACCESS_TOKEN_TYP, AccessClaims, sign},
 };
 use jetshop_testkit::{eventually, free_port};
 use poem::{
@@ -552,7 +552,7 @@ async fn bad_tokens_are_refused_with_a_challenge() -> Result<()> {
         StatusCode::OK
     );
 
-    let b64 = |v: Value| jetshop_gateway::auth::b64url(v.to_string().as_bytes());
+    let b64 = |v: Value| jetshop_gateway::oauth::b64url(v.to_string().as_bytes());
     let body = b64(serde_json::to_value(&good)?);
     let hs256 = {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);

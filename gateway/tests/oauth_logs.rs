@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use jetshop_gateway::auth::sha256_hex;
+use jetshop_gateway::oauth::sha256_hex;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use jetshop_contracts::catalog::{CreateProduct, Money};
-use jetshop_gateway::auth::{
-    jwt::{ACCESS_TOKEN_TYP, AccessClaims, sign},
+use jetshop_gateway::oauth::{
     keys::KeyPair,
+    mint::{ACCESS_TOKEN_TYP, AccessClaims, sign},
 };
 use jetshop_platform::envelope::{MessageMeta, send_command};
 use jetshop_testkit::eventually;

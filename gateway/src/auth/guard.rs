@@ -15,27 +15,29 @@ use poem_openapi::{SecurityScheme, auth::Bearer};
 use uuid::Uuid;
 
 pub use crate::auth::jwt::Principal;
+pub use crate::error::AuthError;
 use crate::{
-    Error,
-    auth::{
-        jwt::{TokenError, Validator},
-        scopes::Scope,
-    },
-    limits::ValidatedBearer,
+    auth::{jwt::Validator, scopes::Scope},
+    error::Error,
 };
 
-/// Why an authenticated request is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// The bearer token is not acceptable (401, `invalid_token`).
-    #[error("{0}")]
-    InvalidToken(#[from] TokenError),
-    /// The token lacks a scope the operation needs (403, `insufficient_scope`).
-    #[error("this operation needs the `{0}` scope")]
-    InsufficientScope(&'static str),
-    /// The token speaks for a client, not an account (403).
-    #[error("this operation needs a token issued to an account")]
-    NotAUser,
+/// A bearer token validated earlier in this request, and its principal
+/// (request extension): a middleware that had to identify the caller (the
+/// rate limiter) leaves it for the guard, so that one request costs one
+/// signature check. Only good for that exact token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedBearer {
+    /// The token as sent.
+    pub token: String,
+    /// Who it speaks for.
+    pub principal: Principal,
+}
+
+impl ValidatedBearer {
+    /// The principal, if `token` is the one validated.
+    pub fn principal_of(&self, token: &str) -> Option<&Principal> {
+        (self.token == token).then_some(&self.principal)
+    }
 }
 
 async fn check(req: &Request, bearer: Bearer) -> poem::Result<Principal> {

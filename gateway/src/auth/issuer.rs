@@ -211,15 +211,19 @@ mod tests {
 
     #[test]
     fn only_asymmetric_signing_keys_are_used() {
-        let ed = crate::auth::keys::KeyPair::generate();
-        assert!(usable(ed.jwk()).is_some());
+        // An Ed25519 public key as an issuer publishes it (RFC 8037).
+        let ed = jwk(serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "kid": "e", "use": "sig", "alg": "EdDSA",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        }));
+        assert!(usable(&ed).is_some());
         let oct =
             jwk(serde_json::json!({"kty": "oct", "kid": "h", "k": "c2VjcmV0", "alg": "HS256"}));
         assert!(usable(&oct).is_none());
-        let mut enc = ed.jwk().clone();
+        let mut enc = ed.clone();
         enc.common.public_key_use = Some(PublicKeyUse::Encryption);
         assert!(usable(&enc).is_none());
-        let mut no_kid = ed.jwk().clone();
+        let mut no_kid = ed.clone();
         no_kid.common.key_id = None;
         assert!(usable(&no_kid).is_none());
     }

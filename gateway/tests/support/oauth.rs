@@ -12,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use jetshop_contracts::users::{GrantType, Role};
 use jetshop_gateway::{
     GatewaySettings,
-    auth::{keys::KeyPair, pkce},
+    oauth::{keys::KeyPair, pkce},
     run,
 };
 use jetshop_platform::{config::NatsSettings, runtime::Runtime};

@@ -27,13 +27,16 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
-    Error,
+    api::money::{MoneyBody, NewMoneyBody},
     auth::{
         guard::{Authenticated, Public},
         scopes::Scope,
     },
-    problem::{Guarded, operation as problems},
-    request_id::RequestId,
+    error::Error,
+    http::{
+        problem::{Guarded, operation as problems},
+        request_id::RequestId,
+    },
 };
 
 /// Groups of operations in the OpenAPI document.
@@ -41,16 +44,6 @@ use crate::{
 enum Tag {
     /// Products, prices and stock levels.
     Products,
-}
-
-/// A price in the currency's minor unit.
-#[derive(Debug, Clone, PartialEq, Eq, Object)]
-#[oai(rename = "Money")]
-pub struct MoneyBody {
-    /// Amount in minor units (cents for EUR and USD), never negative.
-    pub amount_minor: i64,
-    /// ISO 4217 currency code, upper case (`EUR`).
-    pub currency: String,
 }
 
 /// A product.
@@ -88,15 +81,6 @@ pub struct ProductPageBody {
     pub next_cursor: Option<String>,
 }
 
-impl From<wire::Money> for MoneyBody {
-    fn from(m: wire::Money) -> Self {
-        Self {
-            amount_minor: m.amount_minor,
-            currency: m.currency,
-        }
-    }
-}
-
 impl From<wire::Product> for ProductBody {
     fn from(p: wire::Product) -> Self {
         Self {
@@ -118,27 +102,6 @@ impl From<wire::ProductPage> for ProductPageBody {
         Self {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor,
-        }
-    }
-}
-
-/// A price to set: an amount in the currency's minor unit.
-#[derive(Debug, Clone, PartialEq, Eq, Object)]
-#[oai(rename = "NewMoney", deny_unknown_fields)]
-pub struct NewMoneyBody {
-    /// Amount in minor units (cents for EUR and USD), never negative.
-    #[oai(validator(minimum(value = "0")))]
-    pub amount_minor: i64,
-    /// ISO 4217 currency code (`EUR`); stored upper case.
-    #[oai(validator(pattern = "^[A-Za-z]{3}$"))]
-    pub currency: String,
-}
-
-impl From<NewMoneyBody> for wire::Money {
-    fn from(m: NewMoneyBody) -> Self {
-        Self {
-            amount_minor: m.amount_minor,
-            currency: m.currency.to_ascii_uppercase(),
         }
     }
 }

@@ -15,13 +15,15 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags, param::Path, payload::Jso
 use uuid::Uuid;
 
 use crate::{
-    Error,
     auth::{
         guard::{AuthError, Authenticated, Public},
         scopes::{self, Scope},
     },
-    problem::{Guarded, Problem, operation as problems},
-    request_id::RequestId,
+    error::Error,
+    http::{
+        problem::{Guarded, Problem, operation as problems},
+        request_id::RequestId,
+    },
 };
 
 #[derive(Tags)]

@@ -2,7 +2,7 @@
 //! endpoints: `{"error", "error_description"}` as JSON with
 //! `Cache-Control: no-store`. This is the OAuth wire format, which clients
 //! parse by contract; everything else the gateway answers with is a
-//! problem document ([`crate::problem`]).
+//! problem document ([`crate::http::problem`]).
 
 use jetshop_contracts::ErrorCode;
 use jetshop_platform::rpc::CallError;

@@ -21,12 +21,9 @@ use super::{
     Issuer, TokenResponse,
     error::OAuthError,
     form::{self, Params},
-    no_store,
+    no_store, pkce, random_token, sha256_hex,
 };
-use crate::{
-    auth::{pkce, random_token, scopes, sha256_hex},
-    request_id::RequestId,
-};
+use crate::{auth::scopes, http::request_id::RequestId};
 
 /// `POST /oauth/token`.
 #[handler]

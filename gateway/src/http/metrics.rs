@@ -7,17 +7,18 @@ use std::{sync::Arc, time::Instant};
 use jetshop_platform::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 use poem::{Endpoint, IntoResponse, Request, Response, http::Method};
 
-use crate::route;
+use crate::http::route::RouteTable;
 
 /// Middleware (for `around`): record [`HTTP_REQUESTS`] and [`HTTP_DURATION`].
 pub async fn record<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let method = method_label(req.method());
+    let routes = RouteTable::of(&req);
     let resp = match ep.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => err.into_response(),
     };
-    let route = route::template(&resp);
+    let route = routes.template(&resp);
     metrics::counter!(
         HTTP_REQUESTS,
         "method" => method,

@@ -15,7 +15,7 @@
 //!   served without CORS headers, so the browser keeps the answer from the page.
 //!
 //! Strict JSON is the other half of hardening: every request object is
-//! `#[oai(deny_unknown_fields)]`, and [`crate::problem`] names the unknown
+//! `#[oai(deny_unknown_fields)]`, and [`problem`] names the unknown
 //! field in the 400 problem.
 
 use std::{collections::HashSet, str::FromStr, sync::Arc};
@@ -26,7 +26,10 @@ use poem::{
     middleware::{Cors, CorsEndpoint},
 };
 
-use crate::{Error, limits, problem::Problem, request_id};
+use crate::{
+    error::Error,
+    http::{idempotency, limits, problem, problem::Problem, request_id},
+};
 
 /// Default `--max-body-bytes`: 64 KiB.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -240,7 +243,7 @@ fn exposed() -> [HeaderName; 8] {
         header::RETRY_AFTER,
         header::LOCATION,
         request_id::HEADER,
-        crate::idempotency::REPLAYED_HEADER,
+        idempotency::REPLAYED_HEADER,
     ]
 }
 
@@ -276,7 +279,7 @@ impl CorsGate {
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
-                crate::idempotency::KEY_HEADER,
+                idempotency::KEY_HEADER,
                 request_id::HEADER,
                 HeaderName::from_static("traceparent"),
             ])
@@ -334,7 +337,7 @@ impl<E: Endpoint> Endpoint for CorsGateEndpoint<E> {
                 let path = req.uri().path().to_owned();
                 match self.cors.call(req).await {
                     Ok(resp) => Ok(resp),
-                    Err(err) => Ok(crate::problem::respond(err, &path, None)),
+                    Err(err) => Ok(problem::respond(err, &path, None)),
                 }
             }
             Some(_) if preflight => Ok(Problem::from(&Error::OriginNotAllowed)

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::Error;
+use crate::error::Error;
 
 /// How often a stream re-reads its order even without a wake-up: the net
 /// under what a core subscription can drop.

@@ -37,13 +37,11 @@ use poem::{
     http::{HeaderName, HeaderValue, Method},
 };
 
-pub use caller::{
-    AuthenticatedCaller, CallerKey, CallerPolicy, Identified, Identify, ValidatedBearer,
-};
+pub use caller::{AuthenticatedCaller, CallerKey, CallerPolicy, Identified, Identify};
 pub use gcra::{Decision, LocalLimiter, Quota};
 pub use redis::{RedisStore, Unavailable};
 
-use crate::{Error, problem::Problem};
+use crate::{error::Error, http::problem::Problem};
 
 /// Requests Redis could not decide (label `cause`: `error`, `timeout`, `circuit_open`).
 pub const REDIS_ERRORS: &str = "jetshop_rate_limit_redis_errors_total";
@@ -176,25 +174,48 @@ impl RouteGroup {
         }
     }
 
-    /// The group of a request, or `None` when it is not limited.
-    pub fn of(method: &Method, path: &str) -> Option<Self> {
-        let under = |prefix: &str| {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        };
-        if ["/healthz", "/readyz", "/metrics", crate::spec::SPEC_PATH].contains(&path)
-            || under(crate::spec::DOCS_PATH)
-        {
-            return None;
-        }
+    /// The group of a limited request.
+    pub fn of(method: &Method, path: &str) -> Self {
         let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if under("/oauth") || (*method == Method::POST && path == "/v1/users") {
-            Some(Self::Auth)
-        } else if under("/v1") && !read {
-            Some(Self::Writes)
+        if is_under(path, "/oauth") || (*method == Method::POST && path == "/v1/users") {
+            Self::Auth
+        } else if is_under(path, "/v1") && !read {
+            Self::Writes
         } else {
-            Some(Self::Default)
+            Self::Default
         }
+    }
+}
+
+/// Whether `path` is `prefix` or below it (`/docs/x`, not `/docsx`).
+fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Paths that draw from no budget: probes, metrics, the API document and
+/// its UI. The app that mounts them says which they are.
+#[derive(Debug, Clone, Default)]
+pub struct Unlimited {
+    exact: Vec<String>,
+    under: Vec<String>,
+}
+
+impl Unlimited {
+    /// These exact paths, and everything under the `under` prefixes.
+    pub fn new<S: Into<String>>(
+        exact: impl IntoIterator<Item = S>,
+        under: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            exact: exact.into_iter().map(Into::into).collect(),
+            under: under.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether requests for `path` are not limited.
+    pub fn contains(&self, path: &str) -> bool {
+        self.exact.iter().any(|p| p == path) || self.under.iter().any(|p| is_under(path, p))
     }
 }
 
@@ -344,6 +365,7 @@ struct Shared {
     policy: RatePolicy,
     failure: FailureMode,
     caller: CallerPolicy,
+    unlimited: Unlimited,
 }
 
 impl RateLimit {
@@ -379,6 +401,13 @@ impl RateLimit {
         Self(Arc::new(shared))
     }
 
+    /// The same limiter, leaving `unlimited` paths alone.
+    pub fn unlimited(self, unlimited: Unlimited) -> Self {
+        let mut shared = Arc::into_inner(self.0).expect("not shared yet");
+        shared.unlimited = unlimited;
+        Self(Arc::new(shared))
+    }
+
     /// A middleware around an explicit limiter.
     pub fn new(
         limiter: RateLimiter,
@@ -391,6 +420,7 @@ impl RateLimit {
             policy,
             failure,
             caller,
+            unlimited: Unlimited::default(),
         }))
     }
 }
@@ -417,9 +447,10 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        let Some(group) = RouteGroup::of(req.method(), req.uri().path()) else {
+        if self.shared.unlimited.contains(req.uri().path()) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
-        };
+        }
+        let group = RouteGroup::of(req.method(), req.uri().path());
         let caller = CallerKey::resolve(&mut req, &self.shared.caller).await;
         let quota = self.shared.policy.quota(group);
         let decision = match self.shared.limiter.check(group, &caller, quota).await {
@@ -476,19 +507,22 @@ mod tests {
     #[test]
     fn route_groups() {
         let g = |m: Method, p: &str| RouteGroup::of(&m, p);
-        assert_eq!(g(Method::GET, "/healthz"), None);
-        assert_eq!(g(Method::GET, "/metrics"), None);
-        assert_eq!(g(Method::GET, "/docs"), None);
-        assert_eq!(g(Method::GET, "/docs/oauth-receiver.html"), None);
-        assert_eq!(g(Method::GET, "/openapi.json"), None);
-        assert_eq!(g(Method::POST, "/oauth/token"), Some(RouteGroup::Auth));
-        assert_eq!(g(Method::GET, "/oauth/authorize"), Some(RouteGroup::Auth));
-        assert_eq!(g(Method::POST, "/v1/users"), Some(RouteGroup::Auth));
-        assert_eq!(g(Method::PATCH, "/v1/users/me"), Some(RouteGroup::Writes));
-        assert_eq!(g(Method::POST, "/v1/products"), Some(RouteGroup::Writes));
-        assert_eq!(g(Method::GET, "/v1/products"), Some(RouteGroup::Default));
-        assert_eq!(g(Method::GET, "/docsx"), Some(RouteGroup::Default));
-        assert_eq!(g(Method::GET, "/oauthx"), Some(RouteGroup::Default));
+        assert_eq!(g(Method::POST, "/oauth/token"), RouteGroup::Auth);
+        assert_eq!(g(Method::GET, "/oauth/authorize"), RouteGroup::Auth);
+        assert_eq!(g(Method::POST, "/v1/users"), RouteGroup::Auth);
+        assert_eq!(g(Method::PATCH, "/v1/users/me"), RouteGroup::Writes);
+        assert_eq!(g(Method::POST, "/v1/products"), RouteGroup::Writes);
+        assert_eq!(g(Method::GET, "/v1/products"), RouteGroup::Default);
+        assert_eq!(g(Method::GET, "/oauthx"), RouteGroup::Default);
+    }
+
+    #[test]
+    fn unlimited_paths_are_exact_or_whole_prefixes() {
+        let u = Unlimited::new(["/healthz"], ["/docs"]);
+        assert!(u.contains("/healthz") && u.contains("/docs"));
+        assert!(u.contains("/docs/oauth-receiver.html"));
+        assert!(!u.contains("/healthzx") && !u.contains("/docsx"));
+        assert!(!u.contains("/v1/products"));
     }
 
     #[test]

@@ -12,12 +12,16 @@ pub mod authorize;
 pub mod discovery;
 pub mod error;
 pub mod form;
+pub mod keys;
+pub mod mint;
+pub mod pkce;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
 use std::{sync::Arc, time::Duration};
 
+use base64::Engine;
 use chrono::Utc;
 use jetshop_contracts::users::User;
 use poem::{
@@ -26,14 +30,22 @@ use poem::{
     post,
 };
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::auth::{
-    AuthSettings,
-    jwt::{self, ACCESS_TOKEN_TYP, AccessClaims},
-    keys::KeyRing,
-    scopes,
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{AuthSettings, scopes},
+    error::Error,
+    oauth::{
+        keys::KeyRing,
+        mint::{ACCESS_TOKEN_TYP, AccessClaims},
+    },
 };
+
+/// How often the key directory is re-read.
+pub const KEY_RELOAD: Duration = Duration::from_secs(30);
 
 /// Where the authorization endpoint is served.
 pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
@@ -90,6 +102,52 @@ struct IdClaims<'a> {
 }
 
 impl Issuer {
+    /// Our issuer as the settings describe it: its signing keys from
+    /// `--oauth-signing-key`, `--oauth-key-dir`, or (tests) memory, and
+    /// `public_url` as its identifier.
+    pub fn from_settings(settings: &AuthSettings, public_url: &str) -> Result<Self, Error> {
+        let grace = settings.access_ttl;
+        let ring = match (&settings.signing_key, &settings.key_dir) {
+            (Some(file), _) => KeyRing::from_file(file, grace)?,
+            (None, Some(dir)) => KeyRing::from_dir(dir, grace)?,
+            (None, None) => {
+                tracing::warn!(
+                    "no OAuth key file or directory: signing with an in-memory key \
+                     (tokens die with the process)"
+                );
+                KeyRing::ephemeral(grace)
+            }
+        };
+        let issuer = public_url.trim_end_matches('/').to_owned();
+        Ok(Self::new(Arc::new(ring), issuer, settings))
+    }
+
+    /// Re-read the key directory every [`KEY_RELOAD`] until `shutdown`, so
+    /// that a key an operator (or another replica's [`KeyRing::rotate`])
+    /// dropped in becomes current.
+    pub fn keep_keys_fresh(&self, shutdown: CancellationToken) {
+        tracing::info!(
+            issuer = self.issuer(),
+            kid = self.keys().current().kid(),
+            "OAuth authorization server ready"
+        );
+        let ring = self.keys().clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEY_RELOAD);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(err) = ring.reload() {
+                            tracing::warn!(error = %err, "cannot reload the OAuth signing keys");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     /// A server signing with `ring` as `issuer`.
     pub fn new(ring: Arc<KeyRing>, issuer: String, settings: &AuthSettings) -> Self {
         Self {
@@ -140,7 +198,7 @@ impl Issuer {
             roles,
         };
         (
-            jwt::sign(&self.ring.current(), ACCESS_TOKEN_TYP, &claims),
+            mint::sign(&self.ring.current(), ACCESS_TOKEN_TYP, &claims),
             ttl,
         )
     }
@@ -179,7 +237,7 @@ impl Issuer {
                     .contains(scopes::PROFILE)
                     .then_some(user.display_name.as_str()),
             };
-            jwt::sign(&self.ring.current(), "JWT", &claims)
+            mint::sign(&self.ring.current(), "JWT", &claims)
         });
         TokenResponse {
             access_token,
@@ -223,4 +281,45 @@ pub fn no_store(mut resp: Response) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
+}
+
+/// Unpadded base64url.
+pub fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Lower-case hex SHA-256, how codes and refresh tokens are stored.
+pub fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random opaque token: 256 bits, base64url (43 characters).
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    b64url(&bytes)
+}
+
+/// Compare secrets without leaking where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let t = random_token();
+        assert_eq!(t.len(), 43);
+        assert_ne!(t, random_token());
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 }

@@ -22,7 +22,10 @@ use poem::{
     http::{HeaderMap, header},
 };
 
-use crate::auth::jwt::Principal;
+use crate::auth::{
+    guard::ValidatedBearer,
+    jwt::{Principal, Validator},
+};
 
 /// A caller whose credentials have been validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,23 +44,6 @@ pub struct Identified {
     /// The validated token's principal, when the identifier validated it
     /// fully (the token validator does): kept for the route guard.
     pub principal: Option<Principal>,
-}
-
-/// A bearer token validated earlier in this request, and its principal
-/// (request extension). Only good for that exact token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidatedBearer {
-    /// The token as sent.
-    pub token: String,
-    /// Who it speaks for.
-    pub principal: Principal,
-}
-
-impl ValidatedBearer {
-    /// The principal, if `token` is the one validated.
-    pub fn principal_of(&self, token: &str) -> Option<&Principal> {
-        (self.token == token).then_some(&self.principal)
-    }
 }
 
 /// Resolves a bearer token to the caller it speaks for (`None`: not a
@@ -191,7 +177,7 @@ impl<'a> FromRequest<'a> for CallerKey {
 
 /// Our token validator identifies bearer tokens: a token for an account
 /// counts as that user, a client-credentials token as its client.
-impl Identify for crate::auth::jwt::Validator {
+impl Identify for Validator {
     fn identify<'a>(
         &'a self,
         token: &'a str,

@@ -14,9 +14,9 @@ use poem_openapi::{auth::Bearer, error::AuthorizationError};
 
 use super::{Issuer, no_store};
 use crate::{
-    Error,
     auth::{guard::AuthError, jwt::Validator, scopes},
-    request_id::RequestId,
+    error::Error,
+    http::request_id::RequestId,
 };
 
 /// `GET /oauth/userinfo`.

@@ -16,7 +16,7 @@ use super::{
     form::{self, Params},
     no_store,
 };
-use crate::{auth::sha256_hex, request_id::RequestId};
+use crate::{http::request_id::RequestId, oauth::sha256_hex};
 
 /// `POST /oauth/revoke`.
 #[handler]

@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn poem_openapi_page_is_recognised_and_rewritten() {
-        let api = crate::spec::service();
+        let api = crate::api::spec::service();
         let ui = api.swagger_ui();
         let html = futures::executor::block_on(async {
             let resp = poem::Endpoint::call(&ui, poem::Request::builder().uri_str("/").finish());

@@ -5,7 +5,7 @@
 //! them; the order saga (stock, payment, confirmation) runs behind it.
 //! Reads use the orders service's RPC endpoints. Follow an order with
 //! `GET /v1/orders/{id}/events` (Server-Sent Events, see
-//! [`crate::order_hub`]) or by polling `Location`.
+//! [`crate::api::order_hub`]) or by polling `Location`.
 //!
 //! Who sees what: a customer sees only their own orders; a token with
 //! `users:admin` sees every order. Someone else's order answers exactly
@@ -18,7 +18,7 @@
 //! command's `Nats-Msg-Id` from it, so a publish retried after a lost
 //! acknowledgement is dropped as a duplicate by JetStream; a retried HTTP
 //! request with the same `Idempotency-Key` gets the first answer (and
-//! order id) back from [`crate::idempotency`].
+//! order id) back from [`crate::http::idempotency`].
 
 use std::collections::HashMap;
 
@@ -50,16 +50,19 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    Error,
+    api::{
+        money::MoneyBody,
+        order_hub::{OrderHub, RESYNC, Watch},
+    },
     auth::{
         guard::{AuthError, Authenticated, Principal},
         scopes::{self, Scope},
     },
-    error::UnknownProduct,
-    order_hub::{OrderHub, RESYNC, Watch},
-    problem::{Guarded, operation as problems},
-    products::MoneyBody,
-    request_id::RequestId,
+    error::{Error, UnknownProduct},
+    http::{
+        problem::{Guarded, operation as problems},
+        request_id::RequestId,
+    },
 };
 
 /// Most lines an order may have.

@@ -29,13 +29,16 @@ use poem::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{AUTHORIZE_PATH, Issuer, error::OAuthError, form::Params, no_store};
+use super::{
+    AUTHORIZE_PATH, Issuer, error::OAuthError, form::Params, mint, no_store, pkce, random_token,
+    sha256_hex,
+};
 use crate::{
     auth::{
         jwt::{self, TokenError},
-        pkce, random_token, scopes, sha256_hex,
+        scopes,
     },
-    request_id::RequestId,
+    http::request_id::RequestId,
 };
 
 /// The `typ` of a signed authorization request.
@@ -95,7 +98,7 @@ pub async fn show(
     let meta = MessageMeta::correlated(request_id.as_str());
     match check(req, issuer, rpc, &meta).await {
         Ok(checked) => {
-            let signed = jwt::sign(&issuer.keys().current(), REQUEST_TYP, &checked);
+            let signed = mint::sign(&issuer.keys().current(), REQUEST_TYP, &checked);
             login_page(&checked, &signed, None, StatusCode::OK)
         }
         Err(refusal) => refuse(issuer, refusal),
@@ -347,7 +350,7 @@ fn verify_request(issuer: &Issuer, signed: &str) -> Result<Checked, TokenError> 
         return Err(TokenError::Type);
     }
     jwt::verify_local(
-        issuer.keys(),
+        &**issuer.keys(),
         signed,
         &[jsonwebtoken::Algorithm::EdDSA],
         issuer.issuer(),

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::{b64url, constant_time_eq};
+use crate::oauth::{b64url, constant_time_eq};
 
 /// The one accepted method.
 pub const S256: &str = "S256";

@@ -35,9 +35,11 @@ use poem::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    Error,
-    limits::{CallerKey, CallerPolicy, Identify, LimitSettings, RedisStore},
-    problem::Problem,
+    error::Error,
+    http::{
+        limits::{CallerKey, CallerPolicy, Identify, LimitSettings, RedisStore},
+        problem::Problem,
+    },
 };
 
 /// The request header.

@@ -28,9 +28,8 @@ use poem_openapi::{
 };
 
 use crate::{
-    Error,
-    auth::{guard::AuthError, jwt::TokenError},
-    route,
+    error::{AuthError, Error, TokenError},
+    http::route::RouteTable,
 };
 
 /// The media type of every error body.
@@ -551,11 +550,15 @@ impl ApiResponse for Error {
 /// Turn an error into its problem response, keeping what the routers
 /// attached to it (the matched path pattern, for metrics). `pattern` is the
 /// route the request matched, to name path parameters as documented.
-pub fn respond(err: poem::Error, instance: &str, pattern: Option<&PathPattern>) -> Response {
+pub fn respond(
+    err: poem::Error,
+    instance: &str,
+    pattern: Option<(&PathPattern, &RouteTable)>,
+) -> Response {
     let mut problem = Problem::from_poem(&err).at(instance);
-    if let (Some(pattern), Some(errors)) = (pattern, problem.errors.as_mut()) {
+    if let (Some((pattern, routes)), Some(errors)) = (pattern, problem.errors.as_mut()) {
         for e in errors {
-            if let Some(name) = route::param_name(&pattern.0, &e.name) {
+            if let Some(name) = routes.param_name(&pattern.0, &e.name) {
                 e.name = name.to_owned();
             }
         }
@@ -622,6 +625,7 @@ fn unmatched(resp: &mut Response) {
 pub async fn catch<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let instance = req.original_uri().path().to_owned();
     let pattern = req.data::<PathPattern>().cloned();
+    let routes = RouteTable::of(&req);
     match ep.call(req).await {
         Ok(resp) => {
             let resp = resp.into_response();
@@ -633,9 +637,9 @@ pub async fn catch<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respon
         }
         Err(err) => {
             let not_allowed = err.is::<MethodNotAllowedError>();
-            let mut resp = respond(err, &instance, pattern.as_ref());
+            let mut resp = respond(err, &instance, pattern.as_ref().map(|p| (p, &*routes)));
             if not_allowed
-                && let Some(allow) = crate::route::allowed_methods(&instance)
+                && let Some(allow) = routes.allowed_methods(&instance)
                 && let Ok(value) = HeaderValue::from_str(&allow)
             {
                 resp.headers_mut().insert(header::ALLOW, value);

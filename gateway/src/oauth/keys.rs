@@ -34,30 +34,10 @@ use jsonwebtoken::{
     },
 };
 
-use crate::auth::b64url;
+use crate::{auth::jwt::KeySource, error::KeyError, oauth::b64url};
 
 /// Least time between two reloads caused by an unknown `kid`.
 pub const LOOKUP_RELOAD: Duration = Duration::from_secs(5);
-
-/// Why keys could not be loaded or stored.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// A key file or directory could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A key file does not hold an Ed25519 PKCS#8 PEM private key.
-    #[error("{path}: not an Ed25519 PKCS#8 PEM private key")]
-    Format {
-        /// The file.
-        path: PathBuf,
-    },
-}
 
 /// One Ed25519 key pair, ready to sign and verify JWTs.
 pub struct KeyPair {
@@ -327,6 +307,13 @@ impl KeyRing {
         ring.current = current;
         ring.retired = retired;
         Ok(())
+    }
+}
+
+/// The resource server verifies our tokens with the ring's public halves.
+impl KeySource for KeyRing {
+    fn verifying_key(&self, kid: &str) -> Option<DecodingKey> {
+        self.find_or_reload(kid).map(|key| key.decoding().clone())
     }
 }
 

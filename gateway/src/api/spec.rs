@@ -3,7 +3,9 @@
 
 use poem_openapi::{ExtraHeader, OpenApiService};
 
-use crate::{orders::OrdersApi, products::ProductsApi, users::UsersApi, webhooks::WebhooksApi};
+use crate::api::{
+    orders::OrdersApi, products::ProductsApi, users::UsersApi, webhooks::WebhooksApi,
+};
 
 /// Where Swagger UI is served.
 pub const DOCS_PATH: &str = "/docs";

@@ -9,7 +9,7 @@ use poem::{Endpoint, IntoResponse, Request, Response, http::HeaderMap};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{request_id::RequestId, route};
+use crate::http::{request_id::RequestId, route::RouteTable};
 
 /// Reads trace context from HTTP request headers.
 struct HttpHeaders<'a>(&'a HeaderMap);
@@ -27,6 +27,7 @@ impl Extractor for HttpHeaders<'_> {
 /// Middleware (for `around`): run the request inside an `http` span.
 pub async fn http_span<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let method = req.method().clone();
+    let routes = RouteTable::of(&req);
     let request_id = req
         .data::<RequestId>()
         .map(|id| id.as_str().to_owned())
@@ -46,7 +47,7 @@ pub async fn http_span<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
         Ok(resp) => resp.into_response(),
         Err(err) => err.into_response(),
     };
-    let route = route::template(&resp);
+    let route = routes.template(&resp);
     let status = resp.status();
     let name = format!("{method} {route}");
     // The OTel span has started by now (its context went into NATS

@@ -15,10 +15,12 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags, payload::Json, types::Example};
 
 use crate::{
-    Error,
     auth::{guard::Authenticated, scopes::Scope},
-    problem::{Guarded, operation as problems},
-    request_id::RequestId,
+    error::Error,
+    http::{
+        problem::{Guarded, operation as problems},
+        request_id::RequestId,
+    },
 };
 
 #[derive(Tags)]
