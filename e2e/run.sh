@@ -2,26 +2,21 @@
 # `make e2e`: start `jetshop up --seed-demo` on free ports with a fresh data
 # dir, then walk the newcomer's path through Swagger UI in headless Chromium
 # (newcomer.mjs: sign in, place orders, watch them end, find the emails,
-# `jetshop dlq ls`). Installs what is missing: Debian's chromium, and
-# playwright-core from npm (no browser download: it drives the system
-# Chromium). The work dir (log, data dir with the .eml files, screenshots)
-# is kept when a step fails, or always with KEEP=1.
+# `jetshop dlq ls`), with the release binary `make up` runs. Installs what
+# is missing (ops/scripts/browser-deps: Debian's chromium, playwright-core).
+# The work dir (log, data dir with the .eml files, screenshots) is kept
+# when a step fails, or always with KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
-  say "installing chromium (Debian)"
-  apt-get install -y -qq chromium >/dev/null 2>&1 || sudo -n apt-get install -y -qq chromium >/dev/null
-fi
-if [[ ! -d e2e/node_modules/playwright-core ]]; then
-  say "installing playwright-core"
-  (cd e2e && npm ci --silent --no-audit --no-fund)
-fi
+ops/scripts/browser-deps
 
-cargo build -q -p jetshop-cli
-bin=target/debug/jetshop
+# The release binary, as `make up` runs it (a no-op build when it is fresh).
+cargo build --release -q -p jetshop-cli
+bin="${CARGO_TARGET_DIR:-target}/release/jetshop"
+[[ "$bin" = /* ]] || bin="$PWD/$bin"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 work="$(mktemp -d -t jetshop-e2e.XXXXXX)"
@@ -67,6 +62,6 @@ ADMIN_EMAIL=admin@jetshop.local \
 ADMIN_PASSWORD="$(cat "$work/data/admin-password")" \
 DATA_DIR="$work/data" \
 NATS_URL="$nats_url" \
-JETSHOP_BIN="$PWD/$bin" \
+JETSHOP_BIN="$bin" \
 SCREENSHOT_DIR="$work/shots" \
   node e2e/newcomer.mjs

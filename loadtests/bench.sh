@@ -44,6 +44,7 @@ fi
 # --- build ---------------------------------------------------------------------
 say "building release binaries"
 cargo build --release -q -p jetshop-cli -p jetshop-loadtests
+release="${CARGO_TARGET_DIR:-target}/release"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -77,7 +78,7 @@ say "starting jetshop up on $gw (data in $work/data)"
 # Request logging at info would measure the terminal; warn keeps it out.
 # The rate limiter stays in the path (its cost is part of the figure) with
 # budgets no load generator here can use up: a 429 is not a measurement.
-RUST_LOG=warn target/release/jetshop up --seed-demo --data-dir "$work/data" \
+RUST_LOG=warn "$release/jetshop" up --seed-demo --data-dir "$work/data" \
   --http-addr "127.0.0.1:$gw_port" \
   --rate-limit "default=1000000000/1s,auth=1000000000/1s,writes=1000000000/1s" \
   >"$work/jetshop.log" 2>&1 &
@@ -97,7 +98,7 @@ curl -fsS "$gw$path" -o "$work/body.json" || die "GET $gw$path failed"
 bp_port="$(free_port)"
 bare="http://127.0.0.1:$bp_port"
 say "starting bare-poem on $bare with the gateway's body ($(wc -c <"$work/body.json") bytes)"
-target/release/bare-poem --addr "127.0.0.1:$bp_port" --body "$work/body.json" >"$work/bare-poem.log" 2>&1 &
+"$release/bare-poem" --addr "127.0.0.1:$bp_port" --body "$work/body.json" >"$work/bare-poem.log" 2>&1 &
 bare_pid=$!
 wait_http "$bare$path" "bare-poem"
 curl -fsS "$bare$path" -o "$work/bare.json"
