@@ -89,6 +89,18 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
     };
     let rt = Runtime::new(client.clone(), nats.replicas);
 
+    // `/readyz` waits for every service, not only for those that
+    // registered their checks first.
+    for service in [
+        jetshop_catalog::SERVICE_NAME,
+        jetshop_users::SERVICE_NAME,
+        jetshop_orders::SERVICE_NAME,
+        jetshop_payments::SERVICE_NAME,
+        jetshop_notifications::SERVICE_NAME,
+    ] {
+        rt.health.expect(service).await;
+    }
+
     // Stop order = insertion order: the gateway stops taking requests
     // before the services behind it drain.
     let mut parts = Supervisor::new();

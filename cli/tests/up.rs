@@ -141,6 +141,35 @@ async fn up_serves_the_demo_catalog_and_shuts_down_cleanly() {
     })
     .await;
     eprintln!("healthz answered {:?} after start", started.elapsed());
+
+    // Ready means every service serves: the first 200 of /readyz (polled
+    // tightly from the start) finds each of them answering at once.
+    eventually("/readyz to answer 200", Duration::from_secs(60), || {
+        let http = http.clone();
+        let url = format!("{base}/readyz");
+        async move {
+            let r = http.get(url).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    // (Payments serves no RPC, only its command consumer.)
+    let probe = async_nats::connect(&nats_url)
+        .await
+        .expect("connect to NATS");
+    for service in [
+        jetshop_catalog::SERVICE_NAME,
+        jetshop_users::SERVICE_NAME,
+        jetshop_orders::SERVICE_NAME,
+        jetshop_notifications::SERVICE_NAME,
+    ] {
+        let ping = format!("$SRV.PING.{service}");
+        let reply = tokio::time::timeout(Duration::from_secs(2), probe.request(ping, "".into()))
+            .await
+            .unwrap_or_else(|_| panic!("{service}: no PING reply within 2 s of /readyz = 200"));
+        reply.unwrap_or_else(|e| panic!("{service} does not serve although /readyz = 200: {e}"));
+    }
+    drop(probe);
     jetshop.line_starting_with("Swagger UI: http://", Duration::from_secs(10));
 
     // The demo catalog is seeded through NATS and listed through the gateway.

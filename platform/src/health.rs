@@ -3,8 +3,22 @@
 //! Each service registers what it depends on (its NATS connection, its
 //! database); `/readyz` is ready only when every check passes. Liveness is
 //! separate and trivial: the process answers.
+//!
+//! A service is also not ready before it serves: a process that runs
+//! several (`jetshop up`) declares them with [`Health::expect`] before any
+//! starts, and each says [`Health::started`] once its RPC endpoints and
+//! consumers run. Without that, `/readyz` answered 200 while the users
+//! service was still migrating, and the first registration got a 503.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::RwLock;
@@ -12,10 +26,14 @@ use tokio::sync::RwLock;
 type CheckFn =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// Whether one declared service serves yet.
+type StartedFlag = Arc<AtomicBool>;
+
 /// A set of named readiness checks, shared by clone.
 #[derive(Clone, Default)]
 pub struct Health {
     checks: Arc<RwLock<Vec<(String, CheckFn)>>>,
+    started: Arc<RwLock<Vec<(String, StartedFlag)>>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -45,6 +63,33 @@ impl Health {
     {
         let f: CheckFn = Arc::new(move || Box::pin(check()));
         self.checks.write().await.push((name.into(), f));
+    }
+
+    /// Declare that `service` runs in this process: `/readyz` fails with
+    /// "starting" until it calls [`Health::started`].
+    pub async fn expect(&self, service: &str) {
+        let flag = self.flag(service).await;
+        let name = format!("{service}-started");
+        self.add(name, move || {
+            let up = flag.load(Ordering::Acquire);
+            async move { if up { Ok(()) } else { Err("starting".into()) } }
+        })
+        .await;
+    }
+
+    /// `service` serves now (a no-op for a service nobody declared).
+    pub async fn started(&self, service: &str) {
+        self.flag(service).await.store(true, Ordering::Release);
+    }
+
+    async fn flag(&self, service: &str) -> Arc<AtomicBool> {
+        let mut started = self.started.write().await;
+        if let Some((_, flag)) = started.iter().find(|(name, _)| name == service) {
+            return flag.clone();
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        started.push((service.to_owned(), flag.clone()));
+        flag
     }
 
     /// Register a check that the NATS connection is up.
@@ -86,5 +131,42 @@ impl Health {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(results: &[CheckResult]) -> Vec<&str> {
+        results
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_expected_service_is_not_ready_until_it_has_started() {
+        let health = Health::default();
+        health.expect("users").await;
+        health.expect("orders").await;
+        assert_eq!(
+            failing(&health.check().await),
+            ["users-started", "orders-started"]
+        );
+
+        health.started("users").await;
+        assert_eq!(failing(&health.check().await), ["orders-started"]);
+
+        health.started("orders").await;
+        assert!(failing(&health.check().await).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_service_nobody_expected_adds_no_check() {
+        let health = Health::default();
+        health.started("users").await;
+        assert!(health.check().await.is_empty());
     }
 }

@@ -69,6 +69,7 @@ pub async fn run(
         settings.consumer.clone(),
         shutdown.child_token(),
     ));
+    rt.health.started(SERVICE_NAME).await;
     tracing::info!(database = %jetshop_platform::config::redact_url(&settings.database_url), "catalog service running");
 
     shutdown.cancelled().await;

@@ -119,6 +119,7 @@ pub async fn run(
             shutdown.child_token(),
         )),
     ];
+    rt.health.started(SERVICE_NAME).await;
     tracing::info!(
         database = %jetshop_platform::config::redact_url(&settings.database_url),
         mail = %deps.mailer.describe(),

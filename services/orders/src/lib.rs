@@ -101,6 +101,7 @@ pub async fn run(
         settings.deadline_scan,
         shutdown.child_token(),
     ));
+    rt.health.started(SERVICE_NAME).await;
     tracing::info!(database = %jetshop_platform::config::redact_url(&settings.database_url), "orders service running");
 
     // A consumer that ends before shutdown (its stream is gone) stops the service.

@@ -117,6 +117,7 @@ pub async fn run_with_resilient(
         settings.consumer.clone(),
         consumer_stop.clone(),
     ));
+    rt.health.started(SERVICE_NAME).await;
     tracing::info!(settings = ?settings, "payments service running");
 
     // A consumer that stops on its own (it could not be created) ends the

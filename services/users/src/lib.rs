@@ -63,6 +63,7 @@ pub async fn run(
     let served = handlers::rpc::start(&rt.nats, ctx).await;
     let result = match served {
         Ok(rpc) => {
+            rt.health.started(SERVICE_NAME).await;
             tracing::info!(database = %jetshop_platform::config::redact_url(&settings.database_url), "users service running");
             shutdown.cancelled().await;
             rpc.stop().await;
