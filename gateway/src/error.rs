@@ -24,6 +24,12 @@ pub enum Error {
     /// The HTTP server failed while serving.
     #[error("HTTP server: {0}")]
     Serve(#[source] std::io::Error),
+    /// The request took longer than its overall deadline.
+    #[error("no answer within the request deadline of {after:?}")]
+    DeadlineExceeded {
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// A call to a service behind the gateway did not succeed.
     #[error(transparent)]
     Call(#[from] CallError),

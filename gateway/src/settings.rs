@@ -19,6 +19,22 @@ pub struct GatewaySettings {
     /// Retries of an idempotent read after a timeout or a missing service.
     #[arg(long = "rpc-retries", env = "JETSHOP_RPC_RETRIES", default_value_t = 1)]
     pub rpc_retries: u32,
+    /// Overall deadline of one request, all its calls and retries
+    /// included; past it the answer is a 504 problem.
+    #[arg(long = "request-deadline", env = "JETSHOP_REQUEST_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_deadline: Duration,
+    /// Failed calls in a row (timeouts, no responders, unavailable) after
+    /// which the gateway stops asking that service and answers 503 with
+    /// `Retry-After` at once.
+    #[arg(
+        long = "breaker-failures",
+        env = "JETSHOP_BREAKER_FAILURES",
+        default_value_t = 5
+    )]
+    pub breaker_failures: u32,
+    /// How long a service's breaker stays open before one probe call.
+    #[arg(long = "breaker-open-for", env = "JETSHOP_BREAKER_OPEN_FOR", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub breaker_open_for: Duration,
     /// Keep-alive comment period of idle Server-Sent Events streams
     /// (`/v1/orders/{id}/events`); keep it under your proxies' idle timeout.
     #[arg(long = "sse-keep-alive", env = "JETSHOP_SSE_KEEP_ALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
@@ -39,6 +55,12 @@ impl GatewaySettings {
     pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(2);
     /// Default number of retries for idempotent reads.
     pub const DEFAULT_RPC_RETRIES: u32 = 1;
+    /// Default overall deadline of a request.
+    pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+    /// Default failures in a row that open a service's breaker.
+    pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+    /// Default open period of a service's breaker.
+    pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
 
     /// Settings listening on `addr`, every other value at its default.
     pub fn for_addr(addr: SocketAddr) -> Self {
@@ -46,6 +68,9 @@ impl GatewaySettings {
             http_addr: addr,
             rpc_timeout: Self::DEFAULT_RPC_TIMEOUT,
             rpc_retries: Self::DEFAULT_RPC_RETRIES,
+            request_deadline: Self::DEFAULT_REQUEST_DEADLINE,
+            breaker_failures: Self::DEFAULT_BREAKER_FAILURES,
+            breaker_open_for: Self::DEFAULT_BREAKER_OPEN_FOR,
             sse_keep_alive: crate::api::order_hub::DEFAULT_KEEP_ALIVE,
             limits: Default::default(),
             hardening: Default::default(),
@@ -86,6 +111,9 @@ mod tests {
         assert_eq!(parsed.http_addr, built.http_addr);
         assert_eq!(parsed.rpc_timeout, built.rpc_timeout);
         assert_eq!(parsed.rpc_retries, built.rpc_retries);
+        assert_eq!(parsed.request_deadline, built.request_deadline);
+        assert_eq!(parsed.breaker_failures, built.breaker_failures);
+        assert_eq!(parsed.breaker_open_for, built.breaker_open_for);
         assert_eq!(parsed.sse_keep_alive, built.sse_keep_alive);
         assert_eq!(
             format!("{:?}", parsed.limits),

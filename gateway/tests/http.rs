@@ -347,6 +347,48 @@ async fn stopped_catalog_is_a_503_with_retry_after() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_stopped_service_trips_its_breaker_and_a_restarted_one_is_found_again() -> Result<()> {
+    let mut stack = Stack::start(true).await;
+    let p = product("TRIP-1", 500);
+    stack.seed(std::slice::from_ref(&p)).await;
+    stack.catalog.take().context("catalog")?.stop().await;
+    let path = format!("/v1/products/{}", p.id);
+
+    // Each failed call counts; once enough failed in a row the gateway
+    // stops asking and says so, with when to come back.
+    let (retry_after, detail) = eventually("the catalog's breaker to open", WAIT, || async {
+        let resp = stack.get(&path).await;
+        let retry_after: u64 = resp
+            .headers()
+            .get(header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?;
+        let (status, body) = problem(resp).await.ok()?;
+        let detail = body["detail"].as_str()?.to_owned();
+        (status == StatusCode::SERVICE_UNAVAILABLE && detail.contains("stopped asking"))
+            .then_some((retry_after, detail))
+    })
+    .await;
+    assert!(detail.contains("catalog"), "{detail}");
+    let open_for = GatewaySettings::DEFAULT_BREAKER_OPEN_FOR.as_secs();
+    assert!(
+        (1..=open_for).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+
+    // Back (with an empty store): after the open period a probe finds it,
+    // and the gateway answers from it again.
+    stack.catalog = Some(Catalog::start(&stack.rt).await);
+    eventually("the catalog to be asked again", WAIT, || async {
+        (stack.get(&path).await.status() == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn request_ids_are_echoed_or_generated() -> Result<()> {
     let stack = Stack::start(false).await;
     let request_id = |resp: &reqwest::Response| {

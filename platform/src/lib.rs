@@ -6,7 +6,8 @@
 //! - [`consumer`]: the durable pull-consumer runner with retry, backoff and dead letters.
 //! - [`dlq`]: list, show, replay and purge dead letters.
 //! - [`outbox`] and [`inbox`]: exactly-once effects over at-least-once delivery.
-//! - [`rpc`]: NATS micro services and a client with timeout and retries.
+//! - [`rpc`]: NATS micro services and a client with timeout, retries and a breaker per service.
+//! - [`breaker`]: the circuit breaker shared by RPC clients and the payments provider guard.
 //! - [`telemetry`], [`metrics`], [`health`], [`admin`]: seeing what runs.
 //! - [`runtime`]: what a service's `run` gets from its caller.
 //! - [`db`]: SeaORM connections for SQLite and PostgreSQL, and the shared tables' migrations.
@@ -14,6 +15,7 @@
 //! Nothing here knows any bounded context; services bring their own domain.
 
 pub mod admin;
+pub mod breaker;
 pub mod config;
 pub mod consumer;
 pub mod db;

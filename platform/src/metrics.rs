@@ -28,6 +28,8 @@ pub const CONSUMER_DLQ: &str = "jetshop_consumer_dead_letters_total";
 pub const CONSUMER_DURATION: &str = "jetshop_consumer_handler_duration_seconds";
 /// Outbox rows not yet published.
 pub const OUTBOX_BACKLOG: &str = "jetshop_outbox_backlog";
+/// Circuit breaker state by breaker: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "jetshop_circuit_breaker_state";
 /// Outbox rows published.
 pub const OUTBOX_PUBLISHED: &str = "jetshop_outbox_published_total";
 

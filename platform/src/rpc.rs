@@ -8,9 +8,18 @@
 //! as JSON in `Jetshop-Error`.
 //!
 //! Clients: [`RpcClient`] sends with a timeout, the correlation id and the
-//! trace context, and retries idempotent reads with jittered backoff.
+//! trace context, and retries idempotent reads with jittered backoff. With
+//! [`RpcClient::with_breakers`] it also keeps one circuit breaker per
+//! service it calls (the subject's first token): when a service stops
+//! answering, callers learn it at once ([`CallError::CircuitOpen`], with
+//! how long until the next probe) instead of each waiting out its timeout.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_nats::{
     Client, HeaderMap,
@@ -22,7 +31,12 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{Error, envelope::MessageMeta, metrics as m, telemetry};
+use crate::{
+    Error,
+    breaker::{BreakerPermit, BreakerState, CircuitBreaker},
+    envelope::MessageMeta,
+    metrics as m, telemetry,
+};
 
 /// Header carrying the whole [`RpcError`] as JSON on an error reply.
 pub const ERROR_HEADER: &str = "Jetshop-Error";
@@ -261,10 +275,20 @@ pub enum CallError {
         /// What failed.
         reason: String,
     },
+    /// The service stopped answering lately; the call was not made.
+    #[error("{service} is not answering (circuit open); next try in {retry_after:?}")]
+    CircuitOpen {
+        /// The service (the subject's first token).
+        service: String,
+        /// How long until the breaker lets a probe through.
+        retry_after: Duration,
+    },
 }
 
 impl CallError {
-    /// Whether trying again might help (for idempotent reads).
+    /// Whether the service failed to answer (rather than answered no):
+    /// what a retry of an idempotent read may fix, and what a circuit
+    /// breaker counts. An open circuit is neither: it says when to come back.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -273,12 +297,51 @@ impl CallError {
     }
 }
 
+/// When a per-service breaker opens, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    /// Failed calls in a row (timeouts, no responders, unavailable) that open it.
+    pub failure_threshold: u32,
+    /// How long it stays open before one probe is let through.
+    pub open_for: Duration,
+}
+
 /// Calls RPC endpoints with a timeout, trace context and correlation id.
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     client: Client,
     timeout: Duration,
     retries: u32,
+    breakers: Option<Arc<Breakers>>,
+}
+
+/// One breaker per called service, made on first use.
+#[derive(Debug)]
+struct Breakers {
+    policy: BreakerPolicy,
+    /// Names the breakers' gauges: `<owner>-<service>`.
+    owner: &'static str,
+    by_service: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
+}
+
+impl Breakers {
+    fn of(&self, service: &str) -> Arc<CircuitBreaker> {
+        let mut map = self.by_service.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(service.to_owned())
+            .or_insert_with(|| {
+                Arc::new(CircuitBreaker::new(
+                    format!("{}-{service}", self.owner),
+                    self.policy.failure_threshold,
+                    self.policy.open_for,
+                ))
+            })
+            .clone()
+    }
+}
+
+/// The service a subject belongs to: `users.rpc.user.get` is `users`'s.
+fn service_of(subject: &str) -> &str {
+    subject.split('.').next().unwrap_or(subject)
 }
 
 impl RpcClient {
@@ -288,7 +351,26 @@ impl RpcClient {
             client,
             timeout,
             retries,
+            breakers: None,
         }
+    }
+
+    /// Guard each called service with its own circuit breaker; `owner`
+    /// names them in metrics (`gateway` gives `gateway-orders`, ...).
+    pub fn with_breakers(mut self, owner: &'static str, policy: BreakerPolicy) -> Self {
+        self.breakers = Some(Arc::new(Breakers {
+            policy,
+            owner,
+            by_service: Mutex::default(),
+        }));
+        self
+    }
+
+    /// Where the breaker of `service` stands (`Closed` without breakers).
+    pub fn breaker_state(&self, service: &str) -> BreakerState {
+        self.breakers
+            .as_ref()
+            .map_or(BreakerState::Closed, |b| b.of(service).state())
     }
 
     /// Call an idempotent endpoint (a read): retried on timeouts and missing
@@ -319,6 +401,28 @@ impl RpcClient {
         request: &R,
         meta: &MessageMeta,
     ) -> Result<R::Reply, CallError> {
+        let subject = R::SUBJECT;
+        let breaker = self.breakers.as_ref().map(|b| b.of(service_of(subject)));
+        let permit = match breaker.as_deref().map(CircuitBreaker::try_acquire) {
+            Some(Err(open)) => {
+                metrics::counter!(m::RPC_CALLS, "subject" => subject, "outcome" => "circuit_open")
+                    .increment(1);
+                return Err(CallError::CircuitOpen {
+                    service: service_of(subject).to_owned(),
+                    retry_after: open.retry_after,
+                });
+            }
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
+        let result = self.send::<R>(request, meta).await;
+        if let Some(permit) = permit {
+            report(permit, &result);
+        }
+        result
+    }
+
+    async fn send<R: Rpc>(&self, request: &R, meta: &MessageMeta) -> Result<R::Reply, CallError> {
         let subject = R::SUBJECT;
         let span = tracing::info_span!("rpc call", otel.name = %format!("call {subject}"), otel.kind = "client", subject);
         let result = async {
@@ -370,6 +474,13 @@ impl RpcClient {
         };
         metrics::counter!(m::RPC_CALLS, "subject" => subject, "outcome" => outcome).increment(1);
         result
+    }
+}
+
+fn report<T>(permit: BreakerPermit<'_>, result: &Result<T, CallError>) {
+    match result {
+        Err(e) if e.is_retryable() => permit.failure(),
+        _ => permit.success(),
     }
 }
 

@@ -16,7 +16,10 @@ pub mod auth;
 
 use std::{sync::Arc, time::Duration};
 
-use jetshop_platform::{rpc::RpcClient, runtime::Runtime};
+use jetshop_platform::{
+    rpc::{BreakerPolicy, RpcClient},
+    runtime::Runtime,
+};
 use poem::{
     EndpointExt, Response, Route, Server,
     endpoint::BoxEndpoint,
@@ -32,8 +35,8 @@ use crate::{
     api::{self, docs, order_hub::OrderHub, spec},
     error::Error,
     http::{
-        hardening, health, idempotency, limits, metrics, problem, request_id, route::RouteTable,
-        trace,
+        deadline, hardening, health, idempotency, limits, metrics, problem, request_id,
+        route::RouteTable, trace,
     },
     oauth,
     settings::GatewaySettings,
@@ -72,7 +75,16 @@ fn assemble(
     hub: OrderHub,
 ) -> BoxEndpoint<'static, Response> {
     jetshop_platform::metrics::install();
-    let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries);
+    // One breaker per service: a service that stops answering costs
+    // callers a 503 at once, not a timeout each.
+    let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries)
+        .with_breakers(
+            "gateway",
+            BreakerPolicy {
+                failure_threshold: settings.breaker_failures,
+                open_for: settings.breaker_open_for,
+            },
+        );
     let table = Arc::new(route_table(auth.server.is_some()));
     // A parsed Redis URL always opens; connecting happens on first use.
     let rate_limit = limits::RateLimit::from_settings(&settings.limits)
@@ -94,6 +106,9 @@ fn assemble(
         .data(auth.validator.clone())
         .data(rt.jetstream())
         .data(rt.health)
+        .with(deadline::Deadline {
+            limit: settings.request_deadline,
+        })
         .around(problem::catch)
         .boxed();
     // Request guards, innermost first: replays see the final (problem)

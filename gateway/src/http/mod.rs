@@ -8,6 +8,7 @@
 //! - [`metrics`]: HTTP metrics middleware and `/metrics`.
 //! - [`hardening`]: body size limit, security headers, CORS.
 //! - [`problem`]: RFC 9457 errors; the only place errors become statuses.
+//! - [`deadline`]: an overall deadline per request (504 past it).
 //! - [`limits`]: rate limits per caller and route group (Redis or in process).
 //! - [`idempotency`]: `Idempotency-Key` on `POST`: replays instead of acting twice.
 //! - [`route`]: the documented route of a request, for labels and `Allow`.
@@ -17,6 +18,7 @@
 //! against) and `error`; it knows no operation of the API: the app hands
 //! it the route table and the paths it must leave unlimited.
 
+pub mod deadline;
 pub mod hardening;
 pub mod health;
 pub mod idempotency;

@@ -269,6 +269,27 @@ impl From<&Error> for Problem {
                 "Service unavailable",
             )
             .detail("a service behind the gateway is not reachable; retry later"),
+            Error::Call(CallError::CircuitOpen {
+                service,
+                retry_after,
+            }) => {
+                let mut p = Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "service-unavailable",
+                    "Service unavailable",
+                )
+                .detail(format!(
+                    "the {service} service is not answering; the gateway stopped asking it for a moment, retry later"
+                ));
+                // Whole seconds, never zero: the breaker probes again then.
+                p.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u32);
+                p
+            }
+            Error::DeadlineExceeded { .. } => {
+                Self::new(S::GATEWAY_TIMEOUT, "deadline-exceeded", "Deadline exceeded").detail(
+                    "the request did not complete within the gateway's deadline; retry later",
+                )
+            }
             Error::Call(CallError::BadReply { .. }) => {
                 Self::new(S::BAD_GATEWAY, "bad-reply", "Bad reply from a service")
                     .detail("a service behind the gateway answered with an unreadable reply")
@@ -704,6 +725,18 @@ mod tests {
             "password authentication failed for user app",
         ))));
         assert!(!p.detail.unwrap_or_default().contains("password"));
+    }
+
+    #[test]
+    fn an_open_circuit_is_a_503_saying_when_to_come_back() {
+        let p = Problem::from(&Error::Call(CallError::CircuitOpen {
+            service: "orders".into(),
+            retry_after: std::time::Duration::from_millis(4_200),
+        }));
+        assert!(p.detail.clone().unwrap_or_default().contains("orders"));
+        let resp = p.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl OAuthError {
             },
             CallError::Timeout { .. }
             | CallError::NoResponders { .. }
-            | CallError::Transport { .. } => Self::unavailable(),
+            | CallError::Transport { .. }
+            | CallError::CircuitOpen { .. } => Self::unavailable(),
             CallError::BadReply { .. } => Self::server_error(err),
         }
     }

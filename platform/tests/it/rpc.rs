@@ -7,8 +7,9 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use jetshop_contracts::{Encoding, ErrorCode, Rpc, RpcError, headers};
 use jetshop_platform::{
+    breaker::BreakerState,
     envelope::MessageMeta,
-    rpc::{CallError, ERROR_HEADER, RpcClient, RpcService},
+    rpc::{BreakerPolicy, CallError, ERROR_HEADER, RpcClient, RpcService},
 };
 
 use crate::common::{ECHO_ENDPOINT, ECHO_GROUP, Echo, EchoReply, Nats};
@@ -355,5 +356,57 @@ async fn a_panicking_handler_still_answers_with_an_internal_error() {
         rpc.call(&hello(), &MessageMeta::default()).await,
         Err(CallError::Remote(_))
     ));
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_that_stops_answering_is_refused_at_once_until_a_probe_finds_it_back() {
+    let nats = Nats::start().await;
+    let open_for = Duration::from_millis(500);
+    let rpc = RpcClient::new(nats.client.clone(), Duration::from_secs(2), 0).with_breakers(
+        "test",
+        BreakerPolicy {
+            failure_threshold: 3,
+            open_for,
+        },
+    );
+    let meta = MessageMeta::default();
+
+    // Nobody serves the echo service: three failures open its breaker.
+    for _ in 0..3 {
+        let err = rpc.call(&hello(), &meta).await.unwrap_err();
+        assert!(matches!(err, CallError::NoResponders { .. }), "{err:?}");
+    }
+    assert_eq!(rpc.breaker_state("test"), BreakerState::Open);
+    let err = rpc.call(&hello(), &meta).await.unwrap_err();
+    let CallError::CircuitOpen {
+        service,
+        retry_after,
+    } = err
+    else {
+        panic!("expected an open circuit, got {err:?}")
+    };
+    assert_eq!(service, "test");
+    assert!(retry_after <= open_for && retry_after > Duration::ZERO);
+
+    // It comes back; after the open period one probe finds it and closes
+    // the breaker.
+    let service = serve(&nats.client).await;
+    tokio::time::sleep(open_for).await;
+    assert_eq!(rpc.breaker_state("test"), BreakerState::HalfOpen);
+    rpc.call(&hello(), &meta).await.expect("the probe succeeds");
+    assert_eq!(rpc.breaker_state("test"), BreakerState::Closed);
+
+    // An answer that says no is an answer: it never opens the breaker.
+    let failing = Echo {
+        text: "nothing".into(),
+        delay_ms: 0,
+        fail: true,
+    };
+    for _ in 0..5 {
+        let err = rpc.call(&failing, &meta).await.unwrap_err();
+        assert!(matches!(err, CallError::Remote(_)), "{err:?}");
+    }
+    assert_eq!(rpc.breaker_state("test"), BreakerState::Closed);
     service.stop().await;
 }

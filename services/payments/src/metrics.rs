@@ -7,8 +7,6 @@
 pub const PROVIDER_CALLS: &str = "jetshop_payments_provider_calls_total";
 /// Latency of provider calls that were made, in seconds, by provider and operation.
 pub const PROVIDER_DURATION: &str = "jetshop_payments_provider_call_duration_seconds";
-/// Circuit breaker state by provider: 0 closed, 1 half-open, 2 open.
-pub const BREAKER_STATE: &str = "jetshop_payments_breaker_state";
 /// Money movements recorded in the ledger, by movement
 /// (`authorize`, `capture`, `void`, `refund`).
 pub const MOVEMENTS: &str = "jetshop_payments_movements_total";
