@@ -21,6 +21,9 @@ use crate::{Error, config::NatsSettings};
 /// Oldest server with what we rely on (multi-filter consumers, consumer backoff).
 const MIN_VERSION: (u64, u64) = (2, 10);
 
+/// How often the client pings its server (see [`connect`]).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Connect, retrying until the configured timeout, and refuse an old server.
 pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Client, Error> {
     let servers = server_addrs(&settings.url)?;
@@ -30,6 +33,11 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Clien
         let options = ConnectOptions::new()
             .name(client_name)
             .connection_timeout(Duration::from_secs(3))
+            // A server that stalls (frozen, partitioned away) keeps its TCP
+            // connection open: only missed PONGs reveal it. The default
+            // 60 s ping would leave us stuck on it for two minutes; at 2 s
+            // we move to another cluster node within a few seconds.
+            .ping_interval(PING_INTERVAL)
             .max_reconnects(None)
             .reconnect_delay_callback(reconnect_delay)
             .event_callback(|event| async move {

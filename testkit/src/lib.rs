@@ -4,6 +4,9 @@
 //! - [`NatsServer`]: a `nats-server` with JetStream on a free port and a
 //!   temporary store, killed on drop; it can be stopped and restarted on the
 //!   same port and store to inject broker faults.
+//! - [`NatsCluster`]: a JetStream cluster of `nats-server` processes on
+//!   free ports (3 nodes for fault tests), any node killed, restarted,
+//!   frozen (SIGSTOP) or thawed, and which node leads what.
 //! - [`RedisServer`]: a throwaway `redis-server` (no persistence) on a free
 //!   port, killed on drop; it can be stopped and restarted on the same port.
 //! - [`TestDb`]: a fresh database per test: a SQLite file in a temporary
@@ -24,7 +27,9 @@ use std::{
 
 use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
 
+mod cluster;
 mod smtp;
+pub use cluster::NatsCluster;
 pub use smtp::SmtpServer;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
