@@ -76,18 +76,19 @@ fn failed(err: &Error) -> Response {
     ))
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))
+/// The body as `T`, or why not (for a 400).
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
 }
 
 async fn operation(
     req: &poem::Request,
     processor: &Processor,
-    parsed: Result<Request, Response>,
+    parsed: Result<Request, String>,
 ) -> Response {
     let request = match parsed {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(why) => return invalid(why),
     };
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         None => None,
@@ -195,7 +196,7 @@ async fn activity(
 async fn set_outage(body: Bytes, Data(processor): Data<&Processor>) -> Response {
     let outage: Outage = match parse(&body) {
         Ok(o) => o,
-        Err(resp) => return resp,
+        Err(why) => return invalid(why),
     };
     match processor.set_outage(outage.on).await {
         Ok(()) => Json(outage).into_response(),
