@@ -8,6 +8,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
+use jetshop_card_processor::CardProcessorSettings;
 use jetshop_catalog::CatalogSettings;
 use jetshop_gateway::GatewaySettings;
 use jetshop_notifications::NotificationsSettings;
@@ -303,7 +304,9 @@ pub struct UpArgs {
     /// The orders service (its database defaults to `<data-dir>/orders.db`).
     #[command(flatten)]
     pub orders: OrdersSettings,
-    /// The payments service (its database defaults to `<data-dir>/payments.db`).
+    /// The payments service (its database defaults to `<data-dir>/payments.db`;
+    /// without --payments-provider-url it calls the card processor that `up`
+    /// starts on a free loopback port, its database `<data-dir>/card-processor.db`).
     #[command(flatten)]
     pub payments: PaymentsSettings,
     /// The notifications service (its database defaults to
@@ -314,6 +317,10 @@ pub struct UpArgs {
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+    /// Whether `up` runs the card processor itself (no
+    /// --payments-provider-url given).
+    #[arg(skip)]
+    pub own_card_processor: bool,
 }
 
 impl UpArgs {
@@ -342,6 +349,23 @@ pub enum RunService {
     Payments(Box<RunPaymentsArgs>),
     /// The notifications service, with its admin port.
     Notifications(Box<RunNotificationsArgs>),
+    /// The card processor in test mode (HTTP, its own database): what
+    /// payments calls at --payments-provider-url.
+    CardProcessor(Box<RunCardProcessorArgs>),
+}
+
+/// `jetshop run card-processor`.
+#[derive(clap::Args, Debug)]
+pub struct RunCardProcessorArgs {
+    /// How long open requests get to finish on shutdown.
+    #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// The card processor.
+    #[command(flatten)]
+    pub processor: CardProcessorSettings,
+    /// Logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetrySettings,
 }
 
 /// What every `jetshop run <service>` with consumers takes.
@@ -510,6 +534,7 @@ impl Cli {
             Command::Run(RunService::Orders(a)) => Some(&a.process.telemetry),
             Command::Run(RunService::Payments(a)) => Some(&a.process.telemetry),
             Command::Run(RunService::Notifications(a)) => Some(&a.process.telemetry),
+            Command::Run(RunService::CardProcessor(a)) => Some(&a.telemetry),
             Command::Seed(a) => Some(&a.telemetry),
             Command::Openapi(_)
             | Command::Users(_)
@@ -560,6 +585,9 @@ where
                 }
             }
         }
+        // Payments calls the processor `up` starts, unless told otherwise.
+        up.own_card_processor =
+            sub.value_source("payments_provider_url") == Some(ValueSource::DefaultValue);
         if sub.value_source("notifications_mail_dir") == Some(ValueSource::DefaultValue) {
             up.notifications.mail_dir = up.data_dir.join("mail");
         }
@@ -621,6 +649,10 @@ mod tests {
         );
         assert_eq!(up.notifications.mail_dir, PathBuf::from("/tmp/js/mail"));
         assert_eq!(
+            up.own_card_processor,
+            std::env::var_os("PAYMENTS_PROVIDER_URL").is_none()
+        );
+        assert_eq!(
             up.gateway.auth.key_dir,
             Some(PathBuf::from("/tmp/js/oauth-keys"))
         );
@@ -676,6 +708,41 @@ mod tests {
         };
         assert_eq!(ls.state.as_deref(), Some("stuck"));
         assert!(parse_from(["jetshop", "sagas", "retry", "not-a-uuid"]).is_err());
+    }
+
+    #[test]
+    fn an_explicit_provider_url_means_up_runs_no_card_processor() {
+        let cli = parse_from([
+            "jetshop",
+            "up",
+            "--payments-provider-url",
+            "http://processor:9095",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert!(!up.own_card_processor);
+        assert_eq!(up.payments.provider_url, "http://processor:9095");
+    }
+
+    #[test]
+    fn the_card_processor_runs_on_its_own() {
+        let cli = parse_from([
+            "jetshop",
+            "run",
+            "card-processor",
+            "--http-addr",
+            "127.0.0.1:9999",
+            "--database-url",
+            "sqlite:///tmp/cp.db",
+        ])
+        .unwrap();
+        let Command::Run(RunService::CardProcessor(run)) = cli.command else {
+            panic!("not run card-processor")
+        };
+        assert_eq!(run.processor.http_addr.port(), 9999);
+        assert_eq!(run.processor.database_url, "sqlite:///tmp/cp.db");
     }
 
     #[test]

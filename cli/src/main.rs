@@ -91,6 +91,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(RunService::Notifications(args)) => {
             run::notifications(*args, signals::shutdown_token()?).await
         }
+        Command::Run(RunService::CardProcessor(args)) => {
+            run::card_processor(*args, signals::shutdown_token()?).await
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     args::{
-        RunCatalogArgs, RunGatewayArgs, RunNotificationsArgs, RunOrdersArgs, RunPaymentsArgs,
-        RunUsersArgs, ServiceProcessArgs,
+        RunCardProcessorArgs, RunCatalogArgs, RunGatewayArgs, RunNotificationsArgs, RunOrdersArgs,
+        RunPaymentsArgs, RunUsersArgs, ServiceProcessArgs,
     },
     supervisor::Supervisor,
 };
@@ -114,6 +114,29 @@ pub async fn notifications(
         jetshop_notifications::run,
     )
     .await
+}
+
+/// Run the card processor until `shutdown`. It has no NATS connection and
+/// no admin port: it is outside the shop, reached over its own HTTP API
+/// (which serves `/healthz`).
+pub async fn card_processor(
+    args: RunCardProcessorArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    args.processor
+        .validate()
+        .context("card processor settings")?;
+    tracing::info!(
+        shutdown_timeout = ?args.shutdown_timeout,
+        processor = ?args.processor,
+        "jetshop run card-processor: effective configuration"
+    );
+    let mut parts = Supervisor::new();
+    let settings = args.processor;
+    parts.spawn(jetshop_card_processor::SERVICE_NAME, move |stop| {
+        jetshop_card_processor::run(settings, stop)
+    });
+    parts.run(shutdown, args.shutdown_timeout).await
 }
 
 /// A service with consumers (its settings already hold the process's

@@ -7,6 +7,10 @@
 //!
 //! Without `--nats-url` a `nats-server` child is started first and stopped
 //! last, after the gateway and the services have drained.
+//!
+//! Without `--payments-provider-url` the card processor runs here too, on a
+//! free loopback port with its database in the data dir, and payments is
+//! pointed at it; it stops after payments, so no call is cut off.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -63,7 +67,27 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     result
 }
 
-async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn run_parts(
+    mut args: UpArgs,
+    url: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Bound before payments starts, so its URL is known and taken.
+    let processor = if args.own_card_processor {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("bind the card processor on a loopback port")?;
+        let addr = listener.local_addr()?;
+        args.payments.provider_url = format!("http://{addr}");
+        let mut settings = jetshop_card_processor::CardProcessorSettings::for_database(
+            crate::args::sqlite_url(&args.data_dir, "card-processor"),
+        );
+        settings.http_addr = addr;
+        println!("Card processor (test mode): http://{addr}  (tok_visa, tok_chargeDeclined, ...)");
+        Some((settings, listener))
+    } else {
+        None
+    };
     let nats = NatsSettings {
         url,
         connect_timeout: args.nats_connect_timeout,
@@ -79,6 +103,7 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
         users = ?args.users,
         orders = ?args.orders,
         payments = ?args.payments,
+        card_processor = ?processor.as_ref().map(|(settings, _)| settings),
         notifications = ?args.notifications,
         "jetshop up: effective configuration"
     );
@@ -136,6 +161,12 @@ async fn run_parts(args: UpArgs, url: String, shutdown: CancellationToken) -> an
     parts.spawn(jetshop_notifications::SERVICE_NAME, move |stop| {
         jetshop_notifications::run(notifications, notifications_rt, stop)
     });
+    // After payments: it stops once payments has drained.
+    if let Some((settings, listener)) = processor {
+        parts.spawn(jetshop_card_processor::SERVICE_NAME, move |stop| {
+            jetshop_card_processor::serve(settings, listener, stop)
+        });
+    }
     if args.seed_demo {
         seed::spawn(rt.clone(), shutdown.child_token());
     }

@@ -28,10 +28,25 @@ struct Jetshop {
 
 impl Jetshop {
     fn up(data_dir: &Path, http_port: u16) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["up", "--seed-demo", "--data-dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["up", "--seed-demo", "--data-dir"])
             .arg(data_dir)
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            .env_remove("PAYMENTS_PROVIDER_URL");
+        Self::spawn(cmd)
+    }
+
+    /// `jetshop run card-processor` on `port` with its database at `db_url`.
+    fn card_processor(port: u16, db_url: &str) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "card-processor"])
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", db_url]);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .env_remove("NATS_URL")
             .env_remove("CATALOG_DATABASE_URL")
             .env_remove("USERS_DATABASE_URL")
@@ -130,6 +145,13 @@ async fn up_serves_the_demo_catalog_and_shuts_down_cleanly() {
         .expect("a URL after NATS:")
         .to_owned();
     let nats_port: u16 = nats_url.rsplit(':').next().unwrap().parse().unwrap();
+    // Card processor (test mode): <url>  (...), its database in the data dir.
+    let processor_line = jetshop.line_starting_with("Card processor", Duration::from_secs(30));
+    let processor_url = processor_line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("a URL for the card processor")
+        .to_owned();
 
     eventually("/healthz to answer 200", Duration::from_secs(60), || {
         let http = http.clone();
@@ -170,6 +192,13 @@ async fn up_serves_the_demo_catalog_and_shuts_down_cleanly() {
         reply.unwrap_or_else(|e| panic!("{service} does not serve although /readyz = 200: {e}"));
     }
     drop(probe);
+    let processor_health = http
+        .get(format!("{processor_url}/healthz"))
+        .send()
+        .await
+        .expect("the card processor answers");
+    assert!(processor_health.status().is_success());
+    assert!(data.path().join("card-processor.db").exists());
     jetshop.line_starting_with("Swagger UI: http://", Duration::from_secs(10));
 
     // The demo catalog is seeded through NATS and listed through the gateway.
@@ -264,6 +293,59 @@ async fn up_serves_the_demo_catalog_and_shuts_down_cleanly() {
         TcpStream::connect(("127.0.0.1", nats_port)).is_err(),
         "the nats-server child still accepts connections after jetshop exited"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_card_processor_serves_its_api_keeps_its_store_and_stops_on_sigterm() {
+    use jetshop_contracts::card_processor::{
+        Authorization, CreateAuthorization, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, paths,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/cp.db", data.path().display());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let req = CreateAuthorization {
+        merchant_reference: uuid::Uuid::new_v4(),
+        order_reference: uuid::Uuid::new_v4(),
+        amount_minor: 100,
+        currency: "EUR".into(),
+        card_token: "tok_visa".into(),
+    };
+    let authorize = || {
+        http.post(format!("{base}{}", paths::AUTHORIZATIONS))
+            .header(IDEMPOTENCY_KEY, "cli-test")
+            .json(&req)
+            .send()
+    };
+
+    let mut processor = Jetshop::card_processor(port, &db_url);
+    let first: Authorization = eventually(
+        "the card processor to answer",
+        Duration::from_secs(30),
+        || async { authorize().await.ok()?.json().await.ok() },
+    )
+    .await;
+    processor.terminate();
+    assert!(processor.wait_exit(Duration::from_secs(20)).success());
+
+    // Started again on the same database: the same key replays the same hold.
+    let _again = Jetshop::card_processor(port, &db_url);
+    let replay = eventually(
+        "the restarted card processor",
+        Duration::from_secs(30),
+        || async { authorize().await.ok() },
+    )
+    .await;
+    assert_eq!(
+        replay
+            .headers()
+            .get(IDEMPOTENT_REPLAYED)
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("true".to_owned())
+    );
+    let replayed: Authorization = replay.json().await.unwrap();
+    assert_eq!(replayed, first);
 }
 
 /// Run the binary to completion and return (status, stderr).

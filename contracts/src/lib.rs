@@ -7,10 +7,12 @@
 //! around them ([`headers`]), how they are encoded ([`codec`]) and the one
 //! error shape an RPC answers with ([`error`]). [`schema`] pins each
 //! message's shape so that a breaking change fails a test instead of a
-//! reader in production.
+//! reader in production. [`card_processor`] is the one HTTP API here: the
+//! card processor's, which payments calls and which is outside the shop.
 //!
 //! This crate depends on no other jetshop crate and on no transport.
 
+pub mod card_processor;
 pub mod catalog;
 pub mod codec;
 pub mod error;

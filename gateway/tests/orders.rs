@@ -9,7 +9,7 @@
 //! saga's deadline is far off), which makes it a stable order to read,
 //! list, follow and start cancelling. Orders the catalog refuses (more
 //! units than in stock) end `cancelled` without payments. The tests of
-//! whole sagas add the payments service (its simulated card processor),
+//! whole sagas add the payments service (and a real card processor in test mode),
 //! and the webhook test the notifications service.
 
 #[path = "support/oauth.rs"]

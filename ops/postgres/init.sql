@@ -4,3 +4,4 @@ CREATE DATABASE users;
 CREATE DATABASE orders;
 CREATE DATABASE payments;
 CREATE DATABASE notifications;
+CREATE DATABASE card_processor;

@@ -16,6 +16,10 @@
 //!   so tests can assert trace and parent ids.
 //! - [`SmtpServer`]: Python's `aiosmtpd` on a free port, keeping every
 //!   message it accepts, killed on drop.
+//! - [`CardProcessor`]: the real card processor, in this process, on a free
+//!   port with a fresh database; it can be stopped and restarted on the same
+//!   port and database, and reads its activity and switches its outage over
+//!   its own HTTP test helpers.
 
 use std::{
     net::TcpListener,
@@ -27,8 +31,10 @@ use std::{
 
 use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
 
+mod card_processor;
 mod cluster;
 mod smtp;
+pub use card_processor::CardProcessor;
 pub use cluster::NatsCluster;
 pub use smtp::SmtpServer;
 

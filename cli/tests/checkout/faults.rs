@@ -101,7 +101,7 @@ async fn an_open_breaker_fails_fast_and_orders_complete_after_recovery() {
     options.payments.breaker_open_duration = Duration::from_millis(500);
     let system = System::start(options).await;
     let products = system.products(&[50]).await;
-    system.provider.set_outage(true);
+    system.processor.set_outage(true).await;
     let orders = system.place_many(20, &products).await;
     let guarded = system.guarded.clone().unwrap();
     eventually("the breaker to open", Duration::from_secs(30), || async {
@@ -115,7 +115,7 @@ async fn an_open_breaker_fails_fast_and_orders_complete_after_recovery() {
         || async { (guarded.breaker().rejected > 0).then_some(()) },
     )
     .await;
-    system.provider.set_outage(false);
+    system.processor.set_outage(false).await;
     system
         .wait_terminal(&orders, Duration::from_secs(180))
         .await;

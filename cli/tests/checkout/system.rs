@@ -17,14 +17,14 @@ use jetshop_contracts::{
 };
 use jetshop_notifications::NotificationsSettings;
 use jetshop_orders::OrdersSettings;
-use jetshop_payments::{PaymentsSettings, ResilientProvider, SimulatedProvider};
+use jetshop_payments::{CardProcessorClient, PaymentsSettings, ResilientProvider};
 use jetshop_platform::{
     config::{ConsumerSettings, NatsSettings},
     envelope::{self, MessageMeta},
     rpc::RpcClient,
     runtime::Runtime,
 };
-use jetshop_testkit::{NatsServer, SmtpServer, TestDb, eventually, free_port};
+use jetshop_testkit::{CardProcessor, NatsServer, SmtpServer, TestDb, eventually, free_port};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -90,8 +90,9 @@ pub struct System {
     pub notifications_db: TestDb,
     pub js: jetstream::Context,
     pub rpc: RpcClient,
-    /// The card processor: outlives payments restarts, as a real one would.
-    pub provider: Arc<SimulatedProvider>,
+    /// The card processor (a real one, in this process, with its own
+    /// database): outlives payments restarts, as a real one would.
+    pub processor: CardProcessor,
     /// The current payments process's guard around it (breaker, bulkhead).
     pub guarded: Option<Arc<ResilientProvider>>,
     pub options: Options,
@@ -121,7 +122,7 @@ impl System {
             orders_db,
             payments_db,
             notifications_db,
-            provider: Arc::new(SimulatedProvider::new(options.payments.provider_timeout)),
+            processor: CardProcessor::start().await,
             guarded: None,
             options,
             tasks: HashMap::new(),
@@ -207,8 +208,11 @@ impl System {
         let mut settings = self.options.payments.clone();
         settings.database_url = self.payments_db.url.clone();
         settings.consumer = self.options.consumer.clone();
+        settings.provider_url = self.processor.url();
+        let client = CardProcessorClient::new(&settings.provider_url, settings.provider_timeout)
+            .expect("card processor client");
         let guarded = Arc::new(ResilientProvider::new(
-            self.provider.clone(),
+            Arc::new(client),
             settings.resilience(),
         ));
         self.guarded = Some(guarded.clone());

@@ -308,7 +308,7 @@ pub struct NewOrderBody {
     #[oai(validator(min_items = 1, max_items = 50))]
     pub lines: Vec<NewOrderLineBody>,
     /// The card token to pay with: 1 to 64 of `A-Z a-z 0-9 _`. The
-    /// simulated provider approves `tok_visa`, declines
+    /// card processor in test mode approves `tok_visa`, declines
     /// `tok_chargeDeclined` and `tok_insufficientFunds`.
     #[oai(validator(pattern = "^[A-Za-z0-9_]{1,64}$"))]
     pub card_token: String,

@@ -70,6 +70,8 @@ pub struct Stack {
     rt: Runtime,
     _key_dir: tempfile::TempDir,
     _dbs: Vec<TestDb>,
+    /// The card processors the payments services call.
+    _processors: Vec<jetshop_testkit::CardProcessor>,
     _nats: NatsServer,
 }
 
@@ -109,6 +111,7 @@ impl Stack {
         let rt = Runtime::new(client, 1);
         let stop = CancellationToken::new();
         let mut dbs = Vec::new();
+        let mut processors = Vec::new();
 
         let users_db = TestDb::fresh().await;
         let db = admin::connect_and_migrate(&users_db.url)
@@ -188,7 +191,9 @@ impl Stack {
             dbs.push(orders_db);
         }
         if opts.payments {
-            dbs.push(start_payments(&rt, &stop).await);
+            let (db, processor) = start_payments(&rt, &stop).await;
+            dbs.push(db);
+            processors.push(processor);
         }
         let key_dir = tempfile::tempdir().expect("key dir");
         if opts.notifications {
@@ -239,6 +244,7 @@ impl Stack {
             rt,
             _key_dir: key_dir,
             _dbs: dbs,
+            _processors: processors,
             _nats: nats,
         };
         eventually("the gateway to listen", WAIT, || async {
@@ -281,8 +287,9 @@ impl Stack {
     /// Start the payments service now (it works off what queued meanwhile).
     #[allow(dead_code)] // not every test binary that shares this module needs it
     pub async fn start_payments(&mut self) {
-        let db = start_payments(&self.rt, &self.stop).await;
+        let (db, processor) = start_payments(&self.rt, &self.stop).await;
         self._dbs.push(db);
+        self._processors.push(processor);
     }
 
     /// Kill the nats-server and start it again on the same port and store
@@ -490,15 +497,20 @@ impl Stack {
     }
 }
 
-/// Spawn the payments service (the simulated card processor) on a fresh database.
-async fn start_payments(rt: &Runtime, stop: &CancellationToken) -> TestDb {
+/// Spawn the payments service on a fresh database, calling a real card
+/// processor (in process, its own database) that lives as long as the stack.
+async fn start_payments(
+    rt: &Runtime,
+    stop: &CancellationToken,
+) -> (TestDb, jetshop_testkit::CardProcessor) {
     let db = TestDb::fresh().await;
-    tokio::spawn(jetshop_payments::run(
-        jetshop_payments::PaymentsSettings::for_database(db.url.clone()),
-        rt.clone(),
-        stop.clone(),
-    ));
-    db
+    let processor = jetshop_testkit::CardProcessor::start().await;
+    let settings = jetshop_payments::PaymentsSettings {
+        provider_url: processor.url(),
+        ..jetshop_payments::PaymentsSettings::for_database(db.url.clone())
+    };
+    tokio::spawn(jetshop_payments::run(settings, rt.clone(), stop.clone()));
+    (db, processor)
 }
 
 pub fn pkce_verifier() -> String {

@@ -13,15 +13,19 @@
 //!
 //! - [`domain`]: the intent's states and rules, pure.
 //! - [`ledger`]: the chart of accounts and each movement's postings.
-//! - [`provider`]: the provider adapter trait and the simulated card processor.
+//! - [`provider`]: the provider adapter trait and its implementation over the
+//!   card processor's HTTP API.
 //! - [`resilience`]: timeout, retries, circuit breaker and bulkhead around a provider.
 //! - [`storage`]: SeaORM entities, migrations and queries.
 //! - [`handlers`]: the command consumer.
 //! - [`audit`]: intent summaries and the trial balance, for tests and operators.
 //!
-//! Start it with [`run`] (the simulated processor, as under `jetshop up`),
-//! or [`run_with_provider`] / [`run_with_resilient`] to keep a handle on
-//! the provider or its circuit breaker (tests, drills).
+//! Start it with [`run`] (the card processor at `--payments-provider-url`,
+//! as under `jetshop up`), or [`run_with_provider`] / [`run_with_resilient`]
+//! to keep a handle on the provider or its circuit breaker (tests, drills).
+//! The processor is a separate component (`jetshop-card-processor`) with
+//! its own store: payments keeps nothing about it in memory, so any number
+//! of payments replicas, and their restarts, see the same authorizations.
 
 pub mod audit;
 pub mod domain;
@@ -42,7 +46,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
-pub use provider::{PaymentProvider, SimulatedProvider};
+pub use provider::{CardProcessorClient, PaymentProvider};
 pub use resilience::{BreakerState, ResilientProvider};
 pub use settings::PaymentsSettings;
 
@@ -56,17 +60,19 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
     Ok(db)
 }
 
-/// Run the payments service with the simulated card processor until
-/// `shutdown`. Returns after draining.
+/// Run the payments service with the card processor at
+/// `settings.provider_url` until `shutdown`. Returns after draining.
 pub async fn run(
     settings: PaymentsSettings,
     rt: Runtime,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    tracing::info!(
-        "payments uses the simulated card processor (test mode: tok_visa, tok_chargeDeclined, ...)"
-    );
-    let provider = Arc::new(SimulatedProvider::new(settings.provider_timeout));
+    settings.validate()?;
+    let provider = Arc::new(CardProcessorClient::new(
+        &settings.provider_url,
+        settings.provider_timeout,
+    )?);
+    tracing::info!(url = %provider.base_url(), "payments calls the card processor over HTTP");
     run_with_provider(settings, rt, provider, shutdown).await
 }
 

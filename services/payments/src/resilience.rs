@@ -289,12 +289,11 @@ impl PaymentProvider for ResilientProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicBool, AtomicU32};
 
     use uuid::Uuid;
 
     use super::*;
-    use crate::provider::SimulatedProvider;
 
     const OPEN_FOR: Duration = Duration::from_secs(10);
 
@@ -337,52 +336,118 @@ mod tests {
         }
     }
 
+    /// A provider whose answers the test scripts: an outage, a number of
+    /// transient failures before it approves, a decline, or no answer.
+    #[derive(Default)]
+    struct Scripted {
+        calls: AtomicU32,
+        outage: AtomicBool,
+        failures_left: AtomicU32,
+        decline: AtomicBool,
+        hang: AtomicBool,
+    }
+
+    impl Scripted {
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl PaymentProvider for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn authorize<'a>(
+            &'a self,
+            _: &'a AuthorizeRequest,
+        ) -> BoxFuture<'a, Result<Authorization, ProviderError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.hang.load(Ordering::SeqCst) {
+                return futures::future::pending().boxed();
+            }
+            let answer = if self.outage.load(Ordering::SeqCst) {
+                Err(ProviderError::Transient("outage".into()))
+            } else if self.decline.load(Ordering::SeqCst) {
+                Err(ProviderError::declined("card_declined", "no"))
+            } else if self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                Err(ProviderError::Transient("processing error".into()))
+            } else {
+                Ok(Authorization {
+                    provider_ref: "auth_1".into(),
+                })
+            };
+            futures::future::ready(answer).boxed()
+        }
+        fn capture<'a>(
+            &'a self,
+            _: &'a CaptureRequest,
+        ) -> BoxFuture<'a, Result<Receipt, ProviderError>> {
+            futures::future::pending().boxed()
+        }
+        fn void<'a>(
+            &'a self,
+            _: &'a VoidRequest,
+        ) -> BoxFuture<'a, Result<VoidReceipt, ProviderError>> {
+            futures::future::pending().boxed()
+        }
+        fn refund<'a>(
+            &'a self,
+            _: &'a RefundRequest,
+        ) -> BoxFuture<'a, Result<Receipt, ProviderError>> {
+            futures::future::pending().boxed()
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_and_declines_are_not() {
-        let sim = Arc::new(SimulatedProvider::new(Duration::from_millis(100)));
-        let p = ResilientProvider::new(sim.clone(), policy(2, 100));
-        let req = authorize("tok_processingError");
-        assert!(p.authorize(&req).await.is_ok());
-        assert_eq!(
-            sim.activity(req.order_id).calls,
-            3,
-            "two failures, then success"
-        );
+        let flaky = Arc::new(Scripted::default());
+        flaky.failures_left.store(2, Ordering::SeqCst);
+        let p = ResilientProvider::new(flaky.clone(), policy(2, 100));
+        assert!(p.authorize(&authorize("tok_processingError")).await.is_ok());
+        assert_eq!(flaky.calls(), 3, "two failures, then success");
 
-        let req = authorize("tok_chargeDeclined");
+        let declining = Arc::new(Scripted::default());
+        declining.decline.store(true, Ordering::SeqCst);
+        let p = ResilientProvider::new(declining.clone(), policy(2, 100));
         assert!(matches!(
-            p.authorize(&req).await,
+            p.authorize(&authorize("tok_chargeDeclined")).await,
             Err(ProviderError::Declined { .. })
         ));
-        assert_eq!(sim.activity(req.order_id).calls, 1, "a decline is final");
+        assert_eq!(declining.calls(), 1, "a decline is final");
     }
 
     #[tokio::test(start_paused = true)]
     async fn timeouts_are_retried_then_surface_as_timeouts() {
-        let sim = Arc::new(SimulatedProvider::new(Duration::from_millis(100)));
-        let p = ResilientProvider::new(sim.clone(), policy(2, 100));
-        let req = authorize("tok_timeout");
-        assert_eq!(p.authorize(&req).await, Err(ProviderError::Timeout));
-        assert_eq!(sim.activity(req.order_id).calls, 3);
-        assert_eq!(sim.activity(req.order_id).authorizations, 0);
+        let slow = Arc::new(Scripted::default());
+        slow.hang.store(true, Ordering::SeqCst);
+        let p = ResilientProvider::new(slow.clone(), policy(2, 100));
+        assert_eq!(
+            p.authorize(&authorize("tok_timeout")).await,
+            Err(ProviderError::Timeout)
+        );
+        assert_eq!(slow.calls(), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_open_breaker_stops_the_retries_and_spares_the_provider() {
-        let sim = Arc::new(SimulatedProvider::new(Duration::from_millis(100)));
-        sim.set_outage(true);
-        let p = ResilientProvider::new(sim.clone(), policy(5, 2));
+        let down = Arc::new(Scripted::default());
+        down.outage.store(true, Ordering::SeqCst);
+        let p = ResilientProvider::new(down.clone(), policy(5, 2));
         let req = authorize("tok_visa");
         assert_eq!(
             p.authorize(&req).await,
             Err(ProviderError::Transient("circuit open".into()))
         );
-        assert_eq!(sim.calls(), 2, "the third attempt failed fast");
+        assert_eq!(down.calls(), 2, "the third attempt failed fast");
         assert_eq!(p.breaker_state(), BreakerState::Open);
         assert!(p.authorize(&authorize("tok_visa")).await.is_err());
-        assert_eq!(sim.calls(), 2);
+        assert_eq!(down.calls(), 2);
 
-        sim.set_outage(false);
+        down.outage.store(false, Ordering::SeqCst);
         tokio::time::advance(OPEN_FOR).await;
         assert!(p.authorize(&req).await.is_ok(), "the probe");
         assert_eq!(p.breaker_state(), BreakerState::Closed);

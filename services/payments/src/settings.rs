@@ -14,6 +14,9 @@ use jetshop_platform::config::{ConsumerSettings, redact_url};
 
 use crate::{Error, resilience::Policy};
 
+/// Where the card processor listens by default (`jetshop run card-processor`).
+pub const DEFAULT_PROVIDER_URL: &str = "http://127.0.0.1:9095";
+
 /// Settings of the payments service.
 #[derive(Args, Clone)]
 pub struct PaymentsSettings {
@@ -25,6 +28,15 @@ pub struct PaymentsSettings {
         default_value = "sqlite://data/payments.db"
     )]
     pub database_url: String,
+    /// The card processor's HTTP API (`jetshop run card-processor`; `jetshop
+    /// up` starts one and sets this itself).
+    #[arg(
+        id = "payments_provider_url",
+        long = "payments-provider-url",
+        env = "PAYMENTS_PROVIDER_URL",
+        default_value = DEFAULT_PROVIDER_URL
+    )]
+    pub provider_url: String,
     /// Longest wait for one provider call before it counts as a timeout.
     #[arg(
         id = "payments_provider_timeout",
@@ -97,6 +109,7 @@ impl PaymentsSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            provider_url: DEFAULT_PROVIDER_URL.into(),
             provider_timeout: Duration::from_secs(2),
             provider_retries: 2,
             provider_backoff: Duration::from_millis(100),
@@ -110,6 +123,13 @@ impl PaymentsSettings {
 
     /// Check what clap cannot, with one clear line per problem.
     pub fn validate(&self) -> Result<(), Error> {
+        // Plain HTTP only: no TLS is built in (see provider::card_processor).
+        if !self.provider_url.starts_with("http://") {
+            return Err(Error::Config(format!(
+                "--payments-provider-url must be an http:// URL, got {:?}",
+                self.provider_url
+            )));
+        }
         if self.provider_timeout.is_zero() {
             return Err(Error::Config(
                 "--payments-provider-timeout must be more than zero".into(),
@@ -147,6 +167,7 @@ impl std::fmt::Debug for PaymentsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PaymentsSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("provider_url", &redact_url(&self.provider_url))
             .field("provider_timeout", &self.provider_timeout)
             .field("provider_retries", &self.provider_retries)
             .field("provider_backoff", &self.provider_backoff)
@@ -179,6 +200,7 @@ mod tests {
         let cli = Cli::try_parse_from(["jetshop", "--consumer-max-deliver", "7"]).unwrap();
         let s = cli.payments;
         assert_eq!(s.database_url, "sqlite://data/payments.db");
+        assert_eq!(s.provider_url, "http://127.0.0.1:9095");
         assert_eq!(s.provider_timeout, Duration::from_secs(2));
         assert_eq!(s.provider_retries, 2);
         assert_eq!(s.breaker_failure_threshold, 5);
@@ -201,8 +223,11 @@ mod tests {
             "3",
             "--payments-bulkhead-max-concurrent",
             "4",
+            "--payments-provider-url",
+            "http://processor:9095",
         ])
         .unwrap();
+        assert_eq!(cli.payments.provider_url, "http://processor:9095");
         assert_eq!(cli.payments.provider_timeout, Duration::from_millis(500));
         assert_eq!(cli.payments.breaker_failure_threshold, 3);
         assert_eq!(cli.payments.bulkhead_max_concurrent, 4);
@@ -223,6 +248,9 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = PaymentsSettings::for_database("sqlite::memory:");
         s.bulkhead_max_concurrent = 0;
+        assert!(s.validate().is_err());
+        let mut s = PaymentsSettings::for_database("sqlite::memory:");
+        s.provider_url = "https://processor".into();
         assert!(s.validate().is_err());
     }
 }

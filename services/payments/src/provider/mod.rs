@@ -1,5 +1,7 @@
 //! The card provider adapter: what payments needs from a card processor,
-//! and the simulated processor used in development and tests.
+//! and its implementation over the card processor's HTTP API
+//! ([`card_processor`]). An adapter for another processor is a second
+//! implementation of [`PaymentProvider`].
 //!
 //! A provider is reached over the network, so every call may fail in one
 //! of three ways that mean different things to the caller:
@@ -28,12 +30,12 @@
 //! The trait returns boxed futures so that it is object safe:
 //! the service holds an `Arc<dyn PaymentProvider>`.
 
-pub mod simulated;
+pub mod card_processor;
 
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-pub use simulated::{SimActivity, SimulatedProvider};
+pub use card_processor::CardProcessorClient;
 
 /// How a provider call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +155,7 @@ pub struct VoidReceipt {
 
 /// A card processor. Implementations must honour idempotency keys.
 pub trait PaymentProvider: Send + Sync + 'static {
-    /// A short name for metrics and logs (`simulated`, `stripe`, ...).
+    /// A short name for metrics and logs (`card-processor`, `stripe`, ...).
     fn name(&self) -> &'static str;
 
     /// Hold `amount_minor` on the card.

@@ -23,7 +23,7 @@ async fn an_open_breaker_fails_fast_and_a_probe_closes_it_after_the_outage() {
         s.consumer.backoff = vec![Duration::from_millis(50)];
     })
     .await;
-    app.provider.set_outage(true);
+    app.processor.set_outage(true).await;
 
     // One order's three attempts (first try and two retries) open it.
     let first = Uuid::now_v7();
@@ -49,7 +49,7 @@ async fn an_open_breaker_fails_fast_and_a_probe_closes_it_after_the_outage() {
     .await;
     eventually("a quiet moment between probes", PATIENCE, || async {
         let before = app.guarded.breaker().probes;
-        let calls = app.provider.calls();
+        let calls = app.processor.calls().await;
         let after = app.guarded.breaker().probes;
         (before == after && calls == u64::from(THRESHOLD) + before).then_some(())
     })
@@ -65,12 +65,12 @@ async fn an_open_breaker_fails_fast_and_a_probe_closes_it_after_the_outage() {
         // held anything.
         let intent = app.intent(*order_id).await.unwrap();
         assert_eq!(intent.state, IntentState::Authorizing);
-        assert_eq!(app.provider.activity(*order_id).authorizations, 0);
+        assert_eq!(app.processor.activity(*order_id).await.authorizations, 0);
     }
 
     // The provider recovers: after the open period a probe succeeds, the
     // breaker closes, and every pending authorization completes, once.
-    app.provider.set_outage(false);
+    app.processor.set_outage(false).await;
     for order_id in &orders {
         let events = app.wait_events_of(*order_id, 1).await;
         assert!(
@@ -82,7 +82,7 @@ async fn an_open_breaker_fails_fast_and_a_probe_closes_it_after_the_outage() {
     app.settle().await;
     for order_id in &orders {
         assert_eq!(app.events_of(*order_id).await.len(), 1);
-        assert_eq!(app.provider.activity(*order_id).authorizations, 1);
+        assert_eq!(app.processor.activity(*order_id).await.authorizations, 1);
     }
     assert_eq!(app.dlq_count().await, 0);
 }

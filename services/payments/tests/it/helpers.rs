@@ -15,7 +15,7 @@ use jetshop_contracts::{
     streams,
 };
 use jetshop_payments::{
-    PaymentsSettings, ResilientProvider, SimulatedProvider,
+    CardProcessorClient, PaymentsSettings, ResilientProvider,
     audit::{self, IntentSummary},
     domain::IntentState,
     handlers::commands::CONSUMER,
@@ -25,7 +25,7 @@ use jetshop_platform::{
     envelope::{self, MessageMeta},
     runtime::Runtime,
 };
-use jetshop_testkit::{NatsServer, TestDb, eventually};
+use jetshop_testkit::{CardProcessor, NatsServer, TestDb, eventually};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +42,12 @@ pub struct TestPayments {
     pub _db: TestDb,
     pub client: async_nats::Client,
     pub js: jetstream::Context,
-    /// The simulated card processor (outlives restarts, as a real one would).
-    pub provider: Arc<SimulatedProvider>,
+    /// The card processor (a real one, in process; outlives restarts of
+    /// the service, and can be restarted itself).
+    pub processor: CardProcessor,
+    /// The adapter the service calls it with (tests call it directly to
+    /// play an earlier process).
+    pub provider: Arc<CardProcessorClient>,
     /// The resilience layer the service calls it through.
     pub guarded: Arc<ResilientProvider>,
     pub settings: PaymentsSettings,
@@ -81,9 +85,13 @@ impl TestPayments {
             jetshop_platform::nats::connect(&NatsSettings::for_url(server.url()), "payments-test")
                 .await
                 .unwrap();
+        let processor = CardProcessor::start().await;
         let mut settings = test_settings(&db.url);
+        settings.provider_url = processor.url();
         tweak(&mut settings);
-        let provider = Arc::new(SimulatedProvider::new(settings.provider_timeout));
+        let provider = Arc::new(
+            CardProcessorClient::new(&settings.provider_url, settings.provider_timeout).unwrap(),
+        );
         let guarded = Arc::new(ResilientProvider::new(
             provider.clone(),
             settings.resilience(),
@@ -96,6 +104,7 @@ impl TestPayments {
             _db: db,
             client,
             js,
+            processor,
             provider,
             guarded,
             settings,
@@ -121,6 +130,30 @@ impl TestPayments {
             start(&self.client, &self.js, &self.settings, self.guarded.clone()).await;
         self.shutdown = shutdown;
         self.task = Some(task);
+    }
+
+    /// Start another replica of the service, as `jetshop run payments`
+    /// would (its own NATS connection and provider adapter, same database,
+    /// same processor); it stops when the returned token is cancelled.
+    pub async fn start_replica(
+        &self,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), jetshop_payments::Error>>,
+    ) {
+        let client = jetshop_platform::nats::connect(
+            &NatsSettings::for_url(self._server.url()),
+            "payments-replica",
+        )
+        .await
+        .unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(jetshop_payments::run(
+            self.settings.clone(),
+            Runtime::new(client, 1),
+            stop.clone(),
+        ));
+        (stop, task)
     }
 
     /// Send a command under a fresh message id; returns the id.

@@ -37,7 +37,7 @@ async fn the_same_command_under_different_ids_authorizes_and_captures_once() {
         ["authorized", "captured"]
     );
 
-    let activity = app.provider.activity(order_id);
+    let activity = app.processor.activity(order_id).await;
     assert_eq!((activity.authorizations, activity.captures), (1, 1));
     let intent = app.intent(order_id).await.unwrap();
     assert_eq!((intent.authorizations, intent.captures), (1, 1));
@@ -52,7 +52,7 @@ async fn a_redelivered_command_is_skipped_without_calling_the_provider() {
     let id = app.send(&cmd).await;
     app.wait_events_of(order_id, 1).await;
     app.settle().await;
-    let calls = app.provider.activity(order_id).calls;
+    let calls = app.processor.activity(order_id).await.calls;
 
     app.redeliver(&id, &cmd).await;
     let capture = CapturePayment { order_id };
@@ -66,7 +66,7 @@ async fn a_redelivered_command_is_skipped_without_calling_the_provider() {
         ["authorized", "captured"]
     );
     assert_eq!(
-        app.provider.activity(order_id).calls,
+        app.processor.activity(order_id).await.calls,
         calls + 1,
         "only the capture reached the provider"
     );
@@ -104,7 +104,7 @@ async fn a_crash_after_the_provider_authorized_does_not_authorize_twice() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(app.provider.activity(order_id).authorizations, 1);
+    assert_eq!(app.processor.activity(order_id).await.authorizations, 1);
 }
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn a_restart_changes_nothing_already_done() {
         kinds(&app.events_of(order_id).await),
         ["authorized", "captured"]
     );
-    assert_eq!(app.provider.activity(order_id).authorizations, 1);
+    assert_eq!(app.processor.activity(order_id).await.authorizations, 1);
     app.stop().await;
 }
 
@@ -165,7 +165,7 @@ async fn a_void_before_the_authorize_leaves_a_tombstone_and_the_order_is_never_c
         ["voided", "declined"]
     );
     assert_eq!(
-        app.provider.activity(order_id).calls,
+        app.processor.activity(order_id).await.calls,
         0,
         "the provider never heard of it"
     );
@@ -228,7 +228,7 @@ async fn capture_then_refund_gives_the_money_back_once() {
     assert!(tb.balances(), "{tb:?}");
     assert_eq!(tb.balance(Account::Revenue, "EUR"), 0);
     assert_eq!(tb.balance(Account::ProviderReceivable, "EUR"), 0);
-    assert_eq!(app.provider.activity(order_id).refunds, 1);
+    assert_eq!(app.processor.activity(order_id).await.refunds, 1);
 }
 
 #[tokio::test]
@@ -278,8 +278,8 @@ async fn impossible_commands_are_dead_lettered_with_the_reason() {
         "{reasons:?}"
     );
     app.settle().await;
-    assert_eq!(app.provider.activity(voided).captures, 0);
-    assert_eq!(app.provider.activity(captured).voids, 0);
+    assert_eq!(app.processor.activity(voided).await.captures, 0);
+    assert_eq!(app.processor.activity(captured).await.voids, 0);
     let tb = audit::trial_balance(&app.books).await.unwrap();
     assert!(tb.balances(), "{tb:?}");
     assert_eq!(tb.balance(Account::Revenue, "EUR"), 900);

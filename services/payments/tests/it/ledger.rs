@@ -93,7 +93,7 @@ async fn the_ledger_balances_after_a_mixed_run() {
     let mut expected_revenue = 0;
     for (order_id, amount, token) in &orders {
         let intent = app.intent(*order_id).await.unwrap();
-        let activity = app.provider.activity(*order_id);
+        let activity = app.processor.activity(*order_id).await;
         let events = app.events_of(*order_id).await;
         let counts = (
             intent.authorizations,

@@ -7,4 +7,5 @@ mod breaker;
 mod helpers;
 mod idempotency;
 mod ledger;
+mod replicas;
 mod tokens;

@@ -33,7 +33,7 @@ async fn each_card_token_gets_its_answer() {
         let intent = app.intent(*order_id).await.unwrap();
         match (declined, &events[0]) {
             (None, PaymentEvent::Authorized(e)) => {
-                assert!(e.provider_ref.starts_with("sim_auth_"), "{e:?}");
+                assert!(e.provider_ref.starts_with("auth_"), "{e:?}");
                 assert_eq!(e.amount, eur(intent.amount_minor));
                 assert_eq!(
                     e.payment_id,
@@ -51,7 +51,7 @@ async fn each_card_token_gets_its_answer() {
             }
             (expected, got) => panic!("{token}: expected {expected:?}, got {got:?}"),
         }
-        let activity = app.provider.activity(*order_id);
+        let activity = app.processor.activity(*order_id).await;
         assert_eq!(
             activity.calls, 1,
             "{token}: one call, no retry of a decline"
@@ -95,7 +95,7 @@ async fn processing_error_succeeds_on_the_third_provider_attempt() {
     );
     app.settle().await;
 
-    let activity = app.provider.activity(order_id);
+    let activity = app.processor.activity(order_id).await;
     assert_eq!(
         activity.calls, 3,
         "two transient failures, then the approval"
@@ -119,7 +119,7 @@ async fn processing_error_without_retries_is_redelivered_until_it_succeeds() {
     );
     app.settle().await;
 
-    let activity = app.provider.activity(order_id);
+    let activity = app.processor.activity(order_id).await;
     assert_eq!(activity.calls, 3, "one call per delivery");
     assert_eq!(activity.authorizations, 1);
     assert_eq!(kinds(&app.events_of(order_id).await), ["authorized"]);
@@ -148,7 +148,7 @@ async fn a_timeout_card_is_retried_then_dead_lettered_and_can_still_be_voided() 
     );
     app.settle().await;
 
-    let activity = app.provider.activity(order_id);
+    let activity = app.processor.activity(order_id).await;
     assert_eq!(activity.calls, 4, "two deliveries of two attempts each");
     assert_eq!(activity.authorizations, 0, "nothing held");
     assert!(app.events_of(order_id).await.is_empty());
@@ -178,6 +178,6 @@ async fn a_timeout_card_is_retried_then_dead_lettered_and_can_still_be_voided() 
         "{events:?}"
     );
     app.settle().await;
-    assert_eq!(app.provider.activity(order_id).authorizations, 0);
+    assert_eq!(app.processor.activity(order_id).await.authorizations, 0);
     assert_eq!(app.events_of(order_id).await.len(), 2);
 }
