@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use jetshop_platform::config::{ConsumerSettings, redact_url};
+use jetshop_platform::config::{ConsumerSettings, DbSettings, redact_url};
 
 use crate::{Error, resilience::Policy};
 
@@ -25,6 +25,9 @@ pub struct PaymentsSettings {
         default_value = "sqlite://data/payments.db"
     )]
     pub database_url: String,
+    /// Pool size and acquire timeout (shared by every service; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// Longest wait for one provider call before it counts as a timeout.
     #[arg(
         id = "payments_provider_timeout",
@@ -97,6 +100,7 @@ impl PaymentsSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            db: DbSettings::default(),
             provider_timeout: Duration::from_secs(2),
             provider_retries: 2,
             provider_backoff: Duration::from_millis(100),
@@ -147,6 +151,7 @@ impl std::fmt::Debug for PaymentsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PaymentsSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("db", &self.db)
             .field("provider_timeout", &self.provider_timeout)
             .field("provider_retries", &self.provider_retries)
             .field("provider_backoff", &self.provider_backoff)
