@@ -14,7 +14,7 @@ use jetshop_gateway::GatewaySettings;
 use jetshop_notifications::NotificationsSettings;
 use jetshop_orders::OrdersSettings;
 use jetshop_payments::PaymentsSettings;
-use jetshop_platform::config::{ConsumerSettings, NatsSettings, TelemetrySettings};
+use jetshop_platform::config::{ConsumerSettings, DbSettings, NatsSettings, TelemetrySettings};
 use jetshop_users::UsersSettings;
 
 /// jetshop: an e-commerce backend of services talking over NATS JetStream.
@@ -290,6 +290,9 @@ pub struct UpArgs {
     /// How long the gateway and each service get to drain on shutdown.
     #[arg(long = "shutdown-timeout", env = "JETSHOP_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Every service's database pool (each service gets a pool of its own).
+    #[command(flatten)]
+    pub db: DbSettings,
     /// The gateway.
     #[command(flatten)]
     pub gateway: GatewaySettings,
@@ -331,6 +334,16 @@ impl UpArgs {
         self.orders.consumer = shared.clone();
         self.payments.consumer = shared.clone();
         self.notifications.consumer = shared;
+        self.share_db_settings();
+    }
+
+    /// Every service's pool follows the one `--db-*` setting.
+    pub fn share_db_settings(&mut self) {
+        self.catalog.db = self.db.clone();
+        self.users.db = self.db.clone();
+        self.orders.db = self.db.clone();
+        self.payments.db = self.db.clone();
+        self.notifications.db = self.db.clone();
     }
 }
 
@@ -380,6 +393,9 @@ pub struct ServiceProcessArgs {
     /// Retry policy of the service's consumers.
     #[command(flatten)]
     pub consumer: ConsumerSettings,
+    /// The service's database pool.
+    #[command(flatten)]
+    pub db: DbSettings,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
@@ -458,6 +474,9 @@ pub struct RunUsersArgs {
     /// The users service.
     #[command(flatten)]
     pub users: UsersSettings,
+    /// The service's database pool.
+    #[command(flatten)]
+    pub db: DbSettings,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
@@ -482,6 +501,9 @@ pub struct RunCatalogArgs {
     /// The catalog service.
     #[command(flatten)]
     pub catalog: CatalogSettings,
+    /// The service's database pool.
+    #[command(flatten)]
+    pub db: DbSettings,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
@@ -698,6 +720,46 @@ mod tests {
         assert_eq!(up.orders.consumer.max_deliver, 9);
         assert_eq!(up.payments.consumer.max_deliver, 9);
         assert_eq!(up.notifications.consumer.max_deliver, 9);
+    }
+
+    #[test]
+    fn every_service_pool_follows_the_one_db_setting() {
+        let cli = parse_from([
+            "jetshop",
+            "up",
+            "--db-max-connections",
+            "4",
+            "--db-acquire-timeout",
+            "2s",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        for db in [
+            &up.catalog.db,
+            &up.users.db,
+            &up.orders.db,
+            &up.payments.db,
+            &up.notifications.db,
+        ] {
+            assert_eq!(db.max_connections, Some(4));
+            assert_eq!(db.acquire_timeout, Duration::from_secs(2));
+        }
+        for service in ["catalog", "users", "orders", "payments", "notifications"] {
+            let cli = parse_from(["jetshop", "run", service, "--db-max-connections", "3"])
+                .unwrap_or_else(|_| panic!("jetshop run {service} --db-max-connections"));
+            let db = match cli.command {
+                Command::Run(RunService::Catalog(a)) => a.db,
+                Command::Run(RunService::Users(a)) => a.db,
+                Command::Run(RunService::Orders(a)) => a.process.db,
+                Command::Run(RunService::Payments(a)) => a.process.db,
+                Command::Run(RunService::Notifications(a)) => a.process.db,
+                _ => panic!("not run {service}"),
+            };
+            assert_eq!(db.max_connections, Some(3));
+        }
+        assert!(parse_from(["jetshop", "up", "--db-max-connections", "0"]).is_err());
     }
 
     #[test]

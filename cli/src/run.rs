@@ -19,11 +19,13 @@ use crate::{
 };
 
 /// Run the catalog service until `shutdown`.
-pub async fn catalog(args: RunCatalogArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn catalog(mut args: RunCatalogArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     args.catalog
         .consumer
         .validate()
         .context("catalog settings")?;
+    args.db.validate().context("database settings")?;
+    args.catalog.db = args.db.clone();
     tracing::info!(
         nats = ?args.nats,
         admin_addr = %args.admin_addr,
@@ -44,8 +46,10 @@ pub async fn catalog(args: RunCatalogArgs, shutdown: CancellationToken) -> anyho
 }
 
 /// Run the users service until `shutdown`.
-pub async fn users(args: RunUsersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn users(mut args: RunUsersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     args.users.validate().context("users settings")?;
+    args.db.validate().context("database settings")?;
+    args.users.db = args.db.clone();
     tracing::info!(
         nats = ?args.nats,
         admin_addr = %args.admin_addr,
@@ -69,6 +73,8 @@ pub async fn users(args: RunUsersArgs, shutdown: CancellationToken) -> anyhow::R
 pub async fn orders(args: RunOrdersArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = args.orders;
     settings.consumer = args.process.consumer.clone();
+    args.process.db.validate().context("database settings")?;
+    settings.db = args.process.db.clone();
     settings.consumer.validate().context("orders settings")?;
     consuming(
         jetshop_orders::SERVICE_NAME,
@@ -85,6 +91,8 @@ pub async fn orders(args: RunOrdersArgs, shutdown: CancellationToken) -> anyhow:
 pub async fn payments(args: RunPaymentsArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = args.payments;
     settings.consumer = args.process.consumer.clone();
+    args.process.db.validate().context("database settings")?;
+    settings.db = args.process.db.clone();
     settings.validate().context("payments settings")?;
     consuming(
         jetshop_payments::SERVICE_NAME,
@@ -104,6 +112,8 @@ pub async fn notifications(
 ) -> anyhow::Result<()> {
     let mut settings = args.notifications;
     settings.consumer = args.process.consumer.clone();
+    args.process.db.validate().context("database settings")?;
+    settings.db = args.process.db.clone();
     settings.validate().context("notifications settings")?;
     consuming(
         jetshop_notifications::SERVICE_NAME,

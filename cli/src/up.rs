@@ -31,6 +31,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let mut args = args;
     bootstrap_defaults(&mut args)?;
     args.users.validate().context("users settings")?;
+    args.db.validate().context("database settings")?;
     args.orders.consumer.validate().context("orders settings")?;
     args.payments.validate().context("payments settings")?;
     args.notifications
@@ -98,6 +99,7 @@ async fn run_parts(
         data_dir = %args.data_dir.display(),
         seed_demo = args.seed_demo,
         shutdown_timeout = ?args.shutdown_timeout,
+        db = ?args.db,
         gateway = ?args.gateway,
         catalog = ?args.catalog,
         users = ?args.users,

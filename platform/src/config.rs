@@ -128,6 +128,70 @@ impl ConsumerSettings {
     }
 }
 
+/// Pool size used on PostgreSQL when `--db-max-connections` is not given.
+///
+/// Sized so the whole scaled deployment fits a default PostgreSQL
+/// (`max_connections` = 100, of which `superuser_reserved_connections` = 3
+/// are kept for superusers): six parts own a database (users, catalog,
+/// orders, payments, notifications, the card processor), each run as two
+/// replicas, is 6 x 2 = 12 pools; 12 x 6 = 72 connections at most, which
+/// leaves 100 - 3 - 72 = 25 for migrations at start-up, `jetshop` operator
+/// commands, `psql`, monitoring and test runs. With three replicas of every
+/// part (18 pools) set `--db-max-connections 5` (90), or raise the server's
+/// `max_connections`.
+pub const POSTGRES_DEFAULT_MAX_CONNECTIONS: u32 = 6;
+
+/// Pool size used on SQLite when `--db-max-connections` is not given: one
+/// writer at a time anyway (WAL), readers beside it.
+pub const SQLITE_DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// How each service's database pool is shaped. One setting for every
+/// service of a process (under `jetshop up` each service still gets a pool
+/// of its own of this size).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct DbSettings {
+    /// Most connections one service's pool opens (default: 6 on PostgreSQL,
+    /// so 6 parts x 2 replicas fit a default PostgreSQL's 100 connections;
+    /// 8 on SQLite).
+    #[arg(long = "db-max-connections", env = "JETSHOP_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_connections: Option<u32>,
+    /// How long a query waits for a pooled connection (or a new one to
+    /// open) before it fails; the failure is transient, so a consumer
+    /// retries the message with backoff.
+    #[arg(long = "db-acquire-timeout", env = "JETSHOP_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl DbSettings {
+    /// The pool size for a SQLite or a PostgreSQL database.
+    pub fn max_connections_for(&self, is_sqlite: bool) -> u32 {
+        self.max_connections.unwrap_or(if is_sqlite {
+            SQLITE_DEFAULT_MAX_CONNECTIONS
+        } else {
+            POSTGRES_DEFAULT_MAX_CONNECTIONS
+        })
+    }
+
+    /// Check what clap cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.acquire_timeout < Duration::from_millis(100) {
+            return Err(Error::Config(
+                "--db-acquire-timeout must be at least 100ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Log output format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -226,6 +290,23 @@ mod tests {
         assert_eq!(s.delay_after(1), Duration::from_millis(100));
         assert_eq!(s.delay_after(2), Duration::from_millis(300));
         assert_eq!(s.delay_after(7), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn the_default_postgres_pools_of_a_scaled_deployment_fit_a_default_server() {
+        let parts_with_a_database = 6;
+        let replicas = 2;
+        let reserved_for_superusers = 3;
+        let pools = parts_with_a_database * replicas;
+        let used = pools * DbSettings::default().max_connections_for(false);
+        assert!(used + reserved_for_superusers + 20 <= 100, "{used}");
+        assert_eq!(DbSettings::default().max_connections_for(true), 8);
+        let set = DbSettings {
+            max_connections: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(set.max_connections_for(false), 3);
+        assert_eq!(set.max_connections_for(true), 3);
     }
 
     #[test]

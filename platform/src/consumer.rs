@@ -8,6 +8,15 @@
 //! Nothing is dropped silently. A handler that runs long keeps its message
 //! with in-progress acks. On shutdown the runner stops pulling and finishes
 //! what it holds.
+//!
+//! An unavailable dependency ([`HandlerError::Unavailable`]: the database
+//! is restarting, its pool is exhausted) is not the message's fault, so it
+//! never dead-letters it: it is nak'd with backoff like a transient error,
+//! and at the last allowed delivery the runner keeps the message (with
+//! in-progress acks) and retries the handler in place, on the last backoff
+//! step, until the dependency is back. Only a shutdown during that wait
+//! dead-letters it, with the reason, because the server would not deliver
+//! it again.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -36,6 +45,37 @@ pub enum HandlerError {
     /// Will never work (malformed, invalid): dead-letter now.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Infrastructure this handler needs is down or saturated (database
+    /// unreachable or restarting, pool exhausted): retried for as long as
+    /// it lasts, never dead-lettered for it (see the module docs).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A database error: [`HandlerError::Unavailable`] when it is an
+/// infrastructure failure ([`crate::db::is_transient`]), otherwise
+/// [`HandlerError::Transient`] (retried, dead-lettered after the last
+/// delivery), as a service has not mapped it to anything more specific.
+impl From<sea_orm::DbErr> for HandlerError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        if crate::db::is_transient(&err) {
+            Self::Unavailable(format!("database: {err}"))
+        } else {
+            Self::Transient(format!("database: {err}"))
+        }
+    }
+}
+
+/// A runtime failure: a database infrastructure failure is
+/// [`HandlerError::Unavailable`], anything else (NATS, a publish) transient.
+impl From<Error> for HandlerError {
+    fn from(err: Error) -> Self {
+        if err.is_transient_db() {
+            Self::Unavailable(err.to_string())
+        } else {
+            Self::Transient(err.to_string())
+        }
+    }
 }
 
 impl HandlerError {
@@ -47,6 +87,22 @@ impl HandlerError {
     /// A failure no retry will fix.
     pub fn permanent(e: impl std::fmt::Display) -> Self {
         Self::Permanent(e.to_string())
+    }
+
+    /// A dependency that is down or saturated; retried until it is back.
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+
+    /// `message` as the transient error it is, or as
+    /// [`HandlerError::Unavailable`] when `unavailable` (a service's error
+    /// type says whether its cause is a database infrastructure failure).
+    pub fn transient_or_unavailable(message: impl std::fmt::Display, unavailable: bool) -> Self {
+        if unavailable {
+            Self::Unavailable(message.to_string())
+        } else {
+            Self::Transient(message.to_string())
+        }
     }
 }
 
@@ -165,7 +221,12 @@ where
         .map_err(|e| Error::jetstream(format!("create consumer {}", spec.durable), e))?;
     tracing::info!(consumer = %spec.durable, stream = %spec.stream, "consumer started");
 
-    let ctx = Arc::new(Runner { js, spec, settings });
+    let ctx = Arc::new(Runner {
+        js,
+        spec,
+        settings,
+        shutdown: shutdown.clone(),
+    });
     let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
     let mut tasks = JoinSet::new();
     'outer: while !shutdown.is_cancelled() {
@@ -227,6 +288,8 @@ struct Runner {
     js: jetstream::Context,
     spec: ConsumerSpec,
     settings: ConsumerSettings,
+    /// Ends the in-place retries of a message whose dependency is down.
+    shutdown: CancellationToken,
 }
 
 impl Runner {
@@ -272,12 +335,40 @@ impl Runner {
             consumer: durable.clone(),
         };
         let started = std::time::Instant::now();
-        let result = self
+        let mut result = self
             .with_progress(&msg, guard_panics(handler(delivery.clone())))
             .instrument(span.clone())
             .await;
         metrics::histogram!(m::CONSUMER_DURATION, "consumer" => durable.clone())
             .record(started.elapsed().as_secs_f64());
+        // The last delivery, and a dependency down: the server would not
+        // deliver it again, and the message is not at fault, so keep it
+        // and try again here until the dependency is back.
+        while let Err(HandlerError::Unavailable(reason)) = &result {
+            if delivered < self.settings.max_deliver {
+                break;
+            }
+            let delay = jittered(self.settings.delay_after(delivered));
+            tracing::warn!(parent: &span, %reason, delivered, retry_in = ?delay, "dependency unavailable at the last delivery; holding the message and retrying in place");
+            let slept = self
+                .with_progress(&msg, async {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => Ok(()),
+                        _ = self.shutdown.cancelled() => Err(HandlerError::Unavailable(
+                            format!("shutting down while unavailable: {reason}"),
+                        )),
+                    }
+                })
+                .await;
+            if let Err(stop) = slept {
+                result = Err(stop);
+                break;
+            }
+            result = self
+                .with_progress(&msg, guard_panics(handler(delivery.clone())))
+                .instrument(span.clone())
+                .await;
+        }
         // Instrumented, not entered: a guard held across the awaits below
         // would leave the span entered on this thread while the task is
         // parked, and other tasks polled meanwhile would run inside it.
@@ -289,7 +380,9 @@ impl Runner {
                         tracing::warn!(error = %err, "ack failed; the message will be redelivered");
                     }
                 }
-                Err(HandlerError::Transient(reason)) if delivered < self.settings.max_deliver => {
+                Err(HandlerError::Transient(reason) | HandlerError::Unavailable(reason))
+                    if delivered < self.settings.max_deliver =>
+                {
                     let delay = jittered(self.settings.delay_after(delivered));
                     tracing::warn!(%reason, delivered, retry_in = ?delay, "handler failed; retrying");
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
@@ -299,7 +392,7 @@ impl Runner {
                         HandlerError::Transient(r) => {
                             format!("gave up after {delivered} deliveries: {r}")
                         }
-                        HandlerError::Permanent(r) => r.clone(),
+                        HandlerError::Permanent(r) | HandlerError::Unavailable(r) => r.clone(),
                     };
                     self.dead_letter(&msg, &delivery, &reason).await;
                 }

@@ -1,19 +1,34 @@
-//! Database connections and the tables every service shares (outbox, inbox).
+//! Database connections, the tables every service shares (outbox, inbox,
+//! outbox lease), and what a database failure means to a caller.
 //!
 //! SQLite by default (one file per service under `./data/`), PostgreSQL in
 //! production; the same code runs on both. Each service lists
 //! [`shared_migrations`] in its own `Migrator`, so the tables live in the
 //! service's own database.
+//!
+//! [`is_transient`] is the one place that tells an infrastructure failure
+//! (the pool is exhausted, the server restarts, a connection drops, a lock
+//! is busy) from an error in the statement or the data: services use it
+//! to retry the first and never dead-letter a message or fail an order for
+//! it.
 
 use std::{path::Path, time::Duration};
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::Error;
+use crate::{Error, config::DbSettings};
 
-/// Connect to `url`, creating the SQLite file (and its folder) when needed.
+/// Connect to `url` with the default pool (see [`DbSettings`]), creating the
+/// SQLite file (and its folder) when needed. Services pass their settings
+/// to [`connect_with`]; this is for tools and tests.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
+    connect_with(url, &DbSettings::default()).await
+}
+
+/// Connect to `url` with a pool shaped by `settings`, creating the SQLite
+/// file (and its folder) when needed.
+pub async fn connect_with(url: &str, settings: &DbSettings) -> Result<DatabaseConnection, Error> {
     let is_sqlite = url.starts_with("sqlite:");
     if is_sqlite && !url.contains(":memory:") {
         let path = url
@@ -41,21 +56,96 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
         });
     }
     let mut opts = ConnectOptions::new(url);
+    // The acquire timeout bounds both the wait for a free connection and
+    // the opening of a new one: past it the caller gets
+    // `ConnectionAcquire(Timeout)`, which [`is_transient`] retries.
     opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+        .connect_timeout(settings.acquire_timeout)
+        .acquire_timeout(settings.acquire_timeout)
+        .max_connections(settings.max_connections_for(is_sqlite));
     if is_sqlite {
         // WAL lets readers run beside the one writer; busy_timeout makes a
         // writer wait for the lock instead of failing with SQLITE_BUSY.
-        opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+        opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
         });
-    } else {
-        opts.max_connections(16);
     }
     Ok(Database::connect(opts).await?)
+}
+
+/// Whether a database error is an infrastructure failure that retrying
+/// later can fix, as opposed to a statement or data that will fail again.
+///
+/// Transient: no connection from the pool in time or a closed pool; a
+/// failure to open or keep a connection (refused, reset, TLS, protocol);
+/// PostgreSQL SQLSTATE class `08` (connection exception), `57P01`
+/// (admin shutdown), `57P02` (crash shutdown), `57P03` (cannot connect now:
+/// starting up or in recovery), `53300` (too many connections), `40001`
+/// (serialization failure) and `40P01` (deadlock); SQLite `SQLITE_BUSY` and
+/// `SQLITE_LOCKED` with their extended codes. Everything else (constraint
+/// violations, syntax, decoding, a missing row) is not: a caller decides
+/// what those mean for its domain.
+pub fn is_transient(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
+            true
+        }
+        // Opening or checking out a connection failed: whatever the cause
+        // reported by the server (it may be restarting, or refusing us for
+        // a moment), the statement itself was never tried.
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_is_transient(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_is_transient(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match err {
+        E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed
+        | E::BeginFailed => true,
+        E::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>() {
+                pg_code_is_transient(pg.code())
+            } else if db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // The extended result code, as a number.
+                db.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(sqlite_code_is_transient)
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that a retry can get past (see [`is_transient`]).
+fn pg_code_is_transient(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
+/// SQLite result codes that a retry can get past: `SQLITE_BUSY` (5) and
+/// `SQLITE_LOCKED` (6), whose extended codes keep the primary code in the
+/// low byte (`SQLITE_BUSY_SNAPSHOT` is 517).
+fn sqlite_code_is_transient(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6)
 }
 
 /// Give a migration an explicit name. `DeriveMigrationName` names a
@@ -74,7 +164,11 @@ macro_rules! migration_name {
 
 /// Migrations of the shared tables, to be listed first in each service's `Migrator`.
 pub fn shared_migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateOutbox), Box::new(CreateInbox)]
+    vec![
+        Box::new(CreateOutbox),
+        Box::new(CreateInbox),
+        Box::new(CreateOutboxLease),
+    ]
 }
 
 /// The transactional outbox (see [`crate::outbox`]).
@@ -152,6 +246,37 @@ impl MigrationTrait for CreateInbox {
     }
 }
 
+/// The outbox relay's lease (see [`crate::outbox`]): one row per relayed
+/// outbox, naming the replica that may publish it and until when.
+struct CreateOutboxLease;
+
+crate::migration_name!(CreateOutboxLease, "m20261201_000001_jetshop_outbox_lease");
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for CreateOutboxLease {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("outbox_lease")
+                    .if_not_exists()
+                    .col(string("name").primary_key())
+                    .col(string("holder"))
+                    // Milliseconds since the Unix epoch by the database's
+                    // clock, so replicas with skewed clocks still agree.
+                    .col(big_integer("expires_at_ms"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("outbox_lease").to_owned())
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +289,93 @@ mod tests {
             .collect();
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn pool_and_connection_failures_are_transient() {
+        assert!(is_transient(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::Timeout
+        )));
+        assert!(is_transient(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::ConnectionClosed
+        )));
+        assert!(is_transient(&DbErr::Conn(RuntimeErr::Internal(
+            "refused".into()
+        ))));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(is_transient(&DbErr::Query(RuntimeErr::SqlxError(
+            std::sync::Arc::new(sea_orm::sqlx::Error::Io(io))
+        ))));
+        assert!(is_transient(&DbErr::Exec(RuntimeErr::SqlxError(
+            std::sync::Arc::new(sea_orm::sqlx::Error::PoolTimedOut)
+        ))));
+        assert!(is_transient(&DbErr::Exec(RuntimeErr::SqlxError(
+            std::sync::Arc::new(sea_orm::sqlx::Error::PoolClosed)
+        ))));
+    }
+
+    #[test]
+    fn statement_and_data_errors_are_not_transient() {
+        assert!(!is_transient(&DbErr::RecordNotFound("x".into())));
+        assert!(!is_transient(&DbErr::Type("bad".into())));
+        assert!(!is_transient(&DbErr::Custom("bug".into())));
+        assert!(!is_transient(&DbErr::Query(RuntimeErr::SqlxError(
+            std::sync::Arc::new(sea_orm::sqlx::Error::RowNotFound)
+        ))));
+        assert!(!is_transient(&DbErr::Exec(RuntimeErr::Internal(
+            "syntax".into()
+        ))));
+    }
+
+    #[test]
+    fn postgres_sqlstates_that_a_retry_can_get_past() {
+        for code in [
+            "08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03", "53300",
+            "40001", "40P01",
+        ] {
+            assert!(pg_code_is_transient(code), "{code}");
+        }
+        // unique, foreign key, not null, check, syntax, undefined table,
+        // database does not exist, query cancelled by a statement timeout
+        for code in [
+            "23505", "23503", "23502", "23514", "42601", "42P01", "3D000", "57014", "22P02",
+        ] {
+            assert!(!pg_code_is_transient(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_busy_and_locked_are_transient() {
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_TIMEOUT, SQLITE_LOCKED_SHAREDCACHE
+        for code in [5, 6, 517, 773, 262] {
+            assert!(sqlite_code_is_transient(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_NOTNULL, SQLITE_ERROR, SQLITE_READONLY
+        for code in [2067, 1299, 1, 8] {
+            assert!(!sqlite_code_is_transient(code), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_constraint_violation_is_not_transient_but_a_closed_pool_is() {
+        use sea_orm::ConnectionTrait;
+        let file = jetshop_testkit::TestDb::sqlite();
+        let db = connect(&file.url).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        db.execute_unprepared("INSERT INTO t (id) VALUES (1)")
+            .await
+            .unwrap();
+        let dup = db
+            .execute_unprepared("INSERT INTO t (id) VALUES (1)")
+            .await
+            .unwrap_err();
+        assert!(!is_transient(&dup), "{dup:?}");
+        let syntax = db.execute_unprepared("INSERT INTO").await.unwrap_err();
+        assert!(!is_transient(&syntax), "{syntax:?}");
+        db.clone().close().await.unwrap();
+        let closed = db.execute_unprepared("SELECT 1").await.unwrap_err();
+        assert!(is_transient(&closed), "{closed:?}");
     }
 }

@@ -60,6 +60,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a database infrastructure failure that retrying
+    /// later can fix (see [`crate::db::is_transient`]).
+    pub fn is_transient_db(&self) -> bool {
+        matches!(self, Self::Db(e) if crate::db::is_transient(e))
+    }
+
     /// Wrap a JetStream administrative failure.
     pub fn jetstream(what: impl Into<String>, source: impl Into<async_nats::Error>) -> Self {
         Self::JetStream {

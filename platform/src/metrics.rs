@@ -32,6 +32,13 @@ pub const OUTBOX_BACKLOG: &str = "jetshop_outbox_backlog";
 pub const BREAKER_STATE: &str = "jetshop_circuit_breaker_state";
 /// Outbox rows published.
 pub const OUTBOX_PUBLISHED: &str = "jetshop_outbox_published_total";
+/// Outbox rows the stream already had when they were published (a
+/// republish, dropped by `Nats-Msg-Id` dedupe).
+pub const OUTBOX_DUPLICATES: &str = "jetshop_outbox_duplicates_total";
+/// Age in seconds of the oldest outbox row not yet published (0 when none).
+pub const OUTBOX_OLDEST_AGE: &str = "jetshop_outbox_oldest_unpublished_age_seconds";
+/// 1 on the replica whose relay holds the outbox's lease (and publishes), else 0.
+pub const OUTBOX_LEASE_HELD: &str = "jetshop_outbox_lease_held";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -50,6 +57,7 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may exist in tests that embed us; ours still renders.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
@@ -58,4 +66,46 @@ pub fn install() -> PrometheusHandle {
 /// The Prometheus text exposition of everything recorded so far.
 pub fn render() -> String {
     install().render()
+}
+
+/// The `# HELP` line of every metric named here.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status.");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency.");
+    describe_counter!(
+        RPC_REQUESTS,
+        "RPC requests served, by endpoint and outcome."
+    );
+    describe_histogram!(RPC_DURATION, Unit::Seconds, "RPC handling latency.");
+    describe_counter!(
+        RPC_CALLS,
+        "RPC calls made by clients, by subject and outcome."
+    );
+    describe_counter!(CONSUMER_DELIVERIES, "Messages delivered to a consumer.");
+    describe_counter!(CONSUMER_REDELIVERIES, "Deliveries that were redeliveries.");
+    describe_counter!(CONSUMER_DLQ, "Messages a consumer dead-lettered.");
+    describe_histogram!(
+        CONSUMER_DURATION,
+        Unit::Seconds,
+        "Consumer handler latency."
+    );
+    describe_gauge!(
+        OUTBOX_BACKLOG,
+        "Outbox rows not yet published, by service (measured by every replica)."
+    );
+    describe_counter!(OUTBOX_PUBLISHED, "Outbox rows published, by service.");
+    describe_counter!(
+        OUTBOX_DUPLICATES,
+        "Outbox rows the stream already had (republished, deduplicated by Nats-Msg-Id), by service."
+    );
+    describe_gauge!(
+        OUTBOX_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest outbox row not yet published, by service; 0 when there is none."
+    );
+    describe_gauge!(
+        OUTBOX_LEASE_HELD,
+        "1 when this replica's outbox relay holds the lease and publishes, else 0."
+    );
 }

@@ -685,3 +685,227 @@ async fn deliveries_redeliveries_and_dead_letters_are_counted_per_consumer() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// A database a handler can lose and get back: on SQLite its pool is
+/// swapped for a closed one; on PostgreSQL the database stops accepting
+/// connections and every session on it is killed (`pg_terminate_backend`),
+/// as in a server restart.
+struct Outage {
+    /// The pool handlers use (read on every delivery).
+    slot: Arc<std::sync::RwLock<sea_orm::DatabaseConnection>>,
+    live: sea_orm::DatabaseConnection,
+    postgres: Option<(sea_orm::DatabaseConnection, String)>,
+}
+
+impl Outage {
+    async fn new(test: &jetshop_testkit::TestDb) -> Self {
+        let pool = jetshop_platform::config::DbSettings {
+            max_connections: Some(2),
+            acquire_timeout: Duration::from_millis(300),
+        };
+        let live = jetshop_platform::db::connect_with(&test.url, &pool)
+            .await
+            .unwrap();
+        let postgres = if test.is_postgres() {
+            let server = std::env::var("TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let admin = sea_orm::Database::connect(format!("{server}/postgres"))
+                .await
+                .unwrap();
+            let name = test.url.rsplit('/').next().unwrap().to_owned();
+            Some((admin, name))
+        } else {
+            None
+        };
+        Self {
+            slot: Arc::new(std::sync::RwLock::new(live.clone())),
+            live,
+            postgres,
+        }
+    }
+
+    fn db(&self) -> Arc<std::sync::RwLock<sea_orm::DatabaseConnection>> {
+        self.slot.clone()
+    }
+
+    async fn begin(&self) {
+        match &self.postgres {
+            Some((admin, name)) => {
+                admin
+                    .execute_unprepared(&format!(
+                        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
+                    ))
+                    .await
+                    .unwrap();
+                admin
+                    .execute_unprepared(&format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ))
+                    .await
+                    .unwrap();
+            }
+            None => {
+                let closed = jetshop_platform::db::connect("sqlite::memory:")
+                    .await
+                    .unwrap();
+                closed.clone().close().await.unwrap();
+                *self.slot.write().unwrap() = closed;
+            }
+        }
+    }
+
+    async fn end(&self) {
+        match &self.postgres {
+            Some((admin, name)) => {
+                admin
+                    .execute_unprepared(&format!(
+                        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
+                    ))
+                    .await
+                    .unwrap();
+            }
+            None => *self.slot.write().unwrap() = self.live.clone(),
+        }
+    }
+}
+
+/// Apply a delivery's effect once: inbox claim and effect in one transaction.
+async fn apply_effect(
+    db: &sea_orm::DatabaseConnection,
+    d: &Delivery,
+) -> Result<(), sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    if inbox::claim(&txn, &d.consumer, &d.dedupe_id()).await? {
+        let insert = Query::insert()
+            .into_table(sea_orm::sea_query::Alias::new("effects"))
+            .columns([
+                sea_orm::sea_query::Alias::new("id"),
+                sea_orm::sea_query::Alias::new("note"),
+            ])
+            .values_panic([d.dedupe_id().into(), d.consumer.clone().into()])
+            .to_owned();
+        txn.execute(&insert).await?;
+    }
+    txn.commit().await
+}
+
+#[tokio::test]
+async fn a_database_outage_is_retried_until_it_heals_never_dead_lettered() {
+    let nats = Nats::start().await;
+    let (test_db, db) = common::database().await;
+    let outage = Outage::new(&test_db).await;
+
+    // Two consumers of the same message over the same database: one maps
+    // database errors through the platform's classifier, the other calls
+    // every one of them merely transient, as services used to.
+    let classified = Log::default();
+    let naive = Log::default();
+    let handler = |log: Log, classify: bool| {
+        let slot = outage.db();
+        move |d: Delivery| {
+            let log = log.clone();
+            let db = slot.read().unwrap().clone();
+            async move {
+                log.record(&d);
+                apply_effect(&db, &d).await.map_err(|e| {
+                    if classify {
+                        HandlerError::from(e)
+                    } else {
+                        HandlerError::transient(e)
+                    }
+                })
+            }
+        }
+    };
+    let policy = settings(2, &[100, 250], Duration::from_secs(2));
+    let (stop_a, task_a) = start(
+        &nats,
+        "test-db-classified",
+        policy.clone(),
+        handler(classified.clone(), true),
+    );
+    let (stop_b, task_b) = start(
+        &nats,
+        "test-db-naive",
+        policy,
+        handler(naive.clone(), false),
+    );
+
+    outage.begin().await;
+    let (id, seq) = publish_thing(&nats, 7).await;
+    // Both use up their two deliveries while the database is down.
+    let letter = dead_letter(&nats, "test-db-naive").await;
+    assert_eq!(header(&letter.headers, headers::dlq::DELIVERIES), "2");
+    classified.wait_for(3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    outage.end().await;
+
+    // The classified consumer held its message and applied it once the
+    // database was back: no dead letter, the effect recorded once.
+    wait_all_acked(&nats, "test-db-classified", seq).await;
+    let deliveries: Vec<i64> = classified.entries().iter().map(|e| e.1).collect();
+    assert!(
+        deliveries.len() >= 3 && deliveries.iter().all(|d| *d <= 2),
+        "retried in place at the last delivery: {deliveries:?}"
+    );
+    assert_eq!(
+        common::count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) AS n FROM effects WHERE id = '{id}' AND note = 'test-db-classified'"
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        nats.stream_messages(streams::DLQ).await,
+        1,
+        "only the naive consumer dead-lettered"
+    );
+    stop_a.cancel();
+    stop_b.cancel();
+    task_a.await.unwrap().unwrap();
+    task_b.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_message_held_for_an_unavailable_database_is_dead_lettered_on_shutdown() {
+    let nats = Nats::start().await;
+    let log = Log::default();
+    let handler = {
+        let log = log.clone();
+        move |d: Delivery| {
+            let log = log.clone();
+            async move {
+                log.record(&d);
+                Err(HandlerError::from(sea_orm::DbErr::ConnectionAcquire(
+                    sea_orm::ConnAcquireErr::Timeout,
+                )))
+            }
+        }
+    };
+    let (shutdown, task) = start(
+        &nats,
+        "test-db-shutdown",
+        settings(1, &[100], Duration::from_secs(2)),
+        handler,
+    );
+    publish_thing(&nats, 8).await;
+    log.wait_for(2).await;
+    // Stopping must not wait for the database, nor drop the message: the
+    // server would not deliver it again, so it goes to the DLQ, replayable.
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the consumer stops while its database is down")
+        .unwrap()
+        .unwrap();
+    let letter = dead_letter(&nats, "test-db-shutdown").await;
+    let reason = header(&letter.headers, headers::dlq::REASON);
+    assert!(
+        reason.contains("shutting down while unavailable"),
+        "{reason}"
+    );
+}

@@ -15,7 +15,8 @@ async fn shared_migrations_apply_once_and_rerun_cleanly() {
         names,
         [
             "m20261127_000001_jetshop_outbox",
-            "m20261127_000002_jetshop_inbox"
+            "m20261127_000002_jetshop_inbox",
+            "m20261201_000001_jetshop_outbox_lease"
         ]
     );
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The catalog's settings: its database and its consumer's retry policy.
 
 use clap::Args;
-use jetshop_platform::config::{ConsumerSettings, redact_url};
+use jetshop_platform::config::{ConsumerSettings, DbSettings, redact_url};
 
 /// Settings of the catalog service.
 #[derive(Args, Clone)]
@@ -13,6 +13,9 @@ pub struct CatalogSettings {
         default_value = "sqlite://data/catalog.db"
     )]
     pub database_url: String,
+    /// Pool size and acquire timeout (shared by every service; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// Products kept in the read cache of `get` (0 disables it).
     #[arg(
         long = "catalog-cache-capacity",
@@ -33,6 +36,7 @@ impl CatalogSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            db: DbSettings::default(),
             cache_capacity: 10_000,
             cache_ttl: std::time::Duration::from_secs(30),
             consumer: ConsumerSettings::default(),
@@ -44,6 +48,7 @@ impl std::fmt::Debug for CatalogSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CatalogSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("db", &self.db)
             .field("cache_capacity", &self.cache_capacity)
             .field("cache_ttl", &self.cache_ttl)
             .field("consumer", &self.consumer)

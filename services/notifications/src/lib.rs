@@ -67,7 +67,7 @@ pub async fn run(
         .parse()
         .map_err(|e| Error::Config(format!("--mail-from: {e}")))?;
     let webhooks = webhook::WebhookClient::new(settings.webhook_timeout)?;
-    let db = jetshop_platform::db::connect(&settings.database_url).await?;
+    let db = jetshop_platform::db::connect_with(&settings.database_url, &settings.db).await?;
     storage::migrate(&db).await?;
     // The events it consumes belong to orders and users, but this service
     // may start first: provisioning is idempotent, so it makes sure they exist.

@@ -22,7 +22,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use jetshop_platform::config::{ConsumerSettings, redact_url};
+use jetshop_platform::config::{ConsumerSettings, DbSettings, redact_url};
 
 use crate::Error;
 
@@ -37,6 +37,9 @@ pub struct NotificationsSettings {
         default_value = "sqlite://data/notifications.db"
     )]
     pub database_url: String,
+    /// Pool size and acquire timeout (shared by every service; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// SMTP server for email: `smtp://user:pass@host:587` (STARTTLS),
     /// `smtps://user:pass@host` (implicit TLS) or `smtp://127.0.0.1:2525?tls=none`
     /// (plain, local only). Without it, mail is written to --mail-dir.
@@ -98,6 +101,7 @@ impl NotificationsSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            db: DbSettings::default(),
             smtp_url: None,
             smtp_timeout: Duration::from_secs(30),
             mail_dir: PathBuf::from("data/mail"),
@@ -134,6 +138,7 @@ impl std::fmt::Debug for NotificationsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NotificationsSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("db", &self.db)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("smtp_timeout", &self.smtp_timeout)
             .field("mail_dir", &self.mail_dir)

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use jetshop_platform::config::{ConsumerSettings, redact_url};
+use jetshop_platform::config::{ConsumerSettings, DbSettings, redact_url};
 
 /// Settings of the orders service.
 #[derive(Args, Clone)]
@@ -17,6 +17,9 @@ pub struct OrdersSettings {
         default_value = "sqlite://data/orders.db"
     )]
     pub database_url: String,
+    /// Pool size and acquire timeout (shared by every service; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// How long a saga step may wait for its answer before it is sent again.
     #[arg(id = "orders_step_timeout", long = "orders-step-timeout", env = "ORDERS_STEP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub step_timeout: Duration,
@@ -54,6 +57,7 @@ impl OrdersSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            db: DbSettings::default(),
             step_timeout: Duration::from_secs(30),
             step_attempts: 3,
             deadline_scan: Duration::from_secs(1),
@@ -68,6 +72,7 @@ impl std::fmt::Debug for OrdersSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OrdersSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("db", &self.db)
             .field("step_timeout", &self.step_timeout)
             .field("step_attempts", &self.step_attempts)
             .field("deadline_scan", &self.deadline_scan)

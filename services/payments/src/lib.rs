@@ -53,9 +53,17 @@ pub use settings::PaymentsSettings;
 /// Name of the payments service (outbox relay, logs).
 pub const SERVICE_NAME: &str = "payments";
 
-/// Connect to the payments database and bring its schema up to date.
+/// Connect to the payments database (default pool) and bring its schema up to date.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
-    let db = jetshop_platform::db::connect(url).await?;
+    connect_with(url, &jetshop_platform::config::DbSettings::default()).await
+}
+
+/// Connect to the payments database with this pool and bring its schema up to date.
+pub async fn connect_with(
+    url: &str,
+    pool: &jetshop_platform::config::DbSettings,
+) -> Result<DatabaseConnection, Error> {
+    let db = jetshop_platform::db::connect_with(url, pool).await?;
     storage::migrate(&db).await?;
     Ok(db)
 }
@@ -98,7 +106,7 @@ pub async fn run_with_resilient(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.validate()?;
-    let db = connect(&settings.database_url).await?;
+    let db = connect_with(&settings.database_url, &settings.db).await?;
     rt.provision(&[
         streams::payments_events(),
         streams::payments_commands(),

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use jetshop_platform::config::{ConsumerSettings, redact_url};
+use jetshop_platform::config::{ConsumerSettings, DbSettings, redact_url};
 
 use crate::{Error, resilience::Policy};
 
@@ -37,6 +37,9 @@ pub struct PaymentsSettings {
         default_value = DEFAULT_PROVIDER_URL
     )]
     pub provider_url: String,
+    /// Pool size and acquire timeout (shared by every service; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// Longest wait for one provider call before it counts as a timeout.
     #[arg(
         id = "payments_provider_timeout",
@@ -110,6 +113,7 @@ impl PaymentsSettings {
         Self {
             database_url: url.into(),
             provider_url: DEFAULT_PROVIDER_URL.into(),
+            db: DbSettings::default(),
             provider_timeout: Duration::from_secs(2),
             provider_retries: 2,
             provider_backoff: Duration::from_millis(100),
@@ -168,6 +172,7 @@ impl std::fmt::Debug for PaymentsSettings {
         f.debug_struct("PaymentsSettings")
             .field("database_url", &redact_url(&self.database_url))
             .field("provider_url", &redact_url(&self.provider_url))
+            .field("db", &self.db)
             .field("provider_timeout", &self.provider_timeout)
             .field("provider_retries", &self.provider_retries)
             .field("provider_backoff", &self.provider_backoff)

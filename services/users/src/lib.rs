@@ -41,7 +41,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.validate()?;
-    let db = jetshop_platform::db::connect(&settings.database_url).await?;
+    let db = jetshop_platform::db::connect_with(&settings.database_url, &settings.db).await?;
     storage::migrate(&db).await?;
     rt.provision(&[streams::users_events(), streams::dlq()])
         .await?;

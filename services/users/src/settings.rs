@@ -2,7 +2,7 @@
 //! creates on first start, and the cost of its password hashes.
 
 use clap::Args;
-use jetshop_platform::config::redact_url;
+use jetshop_platform::config::{DbSettings, redact_url};
 
 use crate::Error;
 
@@ -17,6 +17,9 @@ pub struct UsersSettings {
         default_value = "sqlite://data/users.db"
     )]
     pub database_url: String,
+    /// Pool size and acquire timeout (shared by every service; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// Email of an admin account created on start when it does not exist yet.
     #[arg(long = "admin-email", env = "JETSHOP_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -41,6 +44,7 @@ impl UsersSettings {
     pub fn for_database(url: impl Into<String>) -> Self {
         Self {
             database_url: url.into(),
+            db: DbSettings::default(),
             admin_email: None,
             admin_password: None,
             swagger_ui_redirect_uris: Vec::new(),
@@ -76,6 +80,7 @@ impl std::fmt::Debug for UsersSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UsersSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("db", &self.db)
             .field("admin_email", &self.admin_email)
             .field(
                 "admin_password",
