@@ -91,3 +91,10 @@ e2e: nats-server release ## with the release binary, in headless Chromium: Swagg
 .PHONY: bench
 bench: nats-server ## gateway vs a bare Poem handler under wrk; results in loadtests/results/
 	$(NATS_SERVER) loadtests/bench.sh
+
+# Not part of `make test`: a few minutes of generated requests. Tune with
+# FUZZ_MAX_EXAMPLES, FUZZ_SEED (printed by every run), FUZZ_ARGS, KEEP=1.
+.PHONY: fuzz
+fuzz: nats-server ## schemathesis (all checks) against the release `jetshop up`, signed in as admin via PKCE; fails on any finding
+	$(CARGO) build --release -p jetshop-cli
+	$(NATS_SERVER) ops/scripts/fuzz "$${CARGO_TARGET_DIR:-target}/release/jetshop"

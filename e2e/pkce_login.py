@@ -1,13 +1,20 @@
-"""Sign in to jetshop the way an OAuth client library does: the authorization
-code flow with PKCE (RFC 7636, S256) against the gateway's own issuer.
+"""Sign in to jetshop's own issuer as a browser would: the OAuth 2.0
+authorization code flow with PKCE (RFC 7636, S256), as the public client
+`swagger-ui`, through the real login form. Standard library only, so it runs
+on a fresh machine before anything is installed.
 
-Shared by the release smoke (`e2e/smoke.py`) and the fuzz target, which both
-need a real access token and must not mint one behind the issuer's back.
-Standard library only, so it runs on a fresh machine before anything is
-installed.
+Used by the fuzz target (`ops/scripts/fuzz`) and meant for the release
+smoke; both need a real access token and must not mint one behind the
+issuer's back.
 
-    token = pkce_login.access_token(base, "admin@jetshop.local", password,
-                                    ["orders:read", "orders:write"])
+    import pkce_login
+    scopes = pkce_login.discovery(base)["scopes_supported"]
+    token = pkce_login.access_token(base, "admin@jetshop.local", password, scopes)
+
+Every step checks what the protocol promises (a signed request on the login
+page, a 303 back to the registered redirect URI with our `state` and the
+issuer's `iss` (RFC 9207), a bearer token for the code and verifier) and
+raises `LoginError` naming the step otherwise.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-# The public client Swagger UI uses; `jetshop up` registers its receiver page.
+# The public client Swagger UI uses, and the receiver page it registers.
 CLIENT_ID = "swagger-ui"
 RECEIVER_PATH = "/docs/oauth-receiver.html"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+TIMEOUT_S = 30
 
 
 class LoginError(Exception):
@@ -40,41 +49,59 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-class _HiddenInputs(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "input" and a.get("type") == "hidden" and a.get("name"):
-            self.fields[a["name"]] = a.get("value") or ""
+def _send(req: urllib.request.Request):
+    try:
+        return _opener.open(req, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        # Non-2xx (and 3xx, since redirects are not followed) land here.
+        return e
 
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _send(req: urllib.request.Request):
-    try:
-        return _opener.open(req, timeout=30)
-    except urllib.error.HTTPError as e:
-        # 3xx surface here because redirects are not followed.
-        return e
+def pkce_pair() -> tuple[str, str]:
+    """A fresh (code_verifier, S256 code_challenge)."""
+    verifier = _b64url(secrets.token_bytes(32))
+    challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge
 
 
-def access_token(base: str, email: str, password: str, scopes: list[str]) -> str:
-    """The access token granted to `email` for `scopes` through `base`'s issuer."""
-    return tokens(base, email, password, scopes)["access_token"]
+class _LoginForm(html.parser.HTMLParser):
+    """The login page's form: where it posts and its hidden fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.hidden: dict[str, str] = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = a.get("action") or ""
+        elif tag == "input" and a.get("type") == "hidden" and a.get("name"):
+            self.hidden[a["name"]] = a.get("value") or ""
+
+
+def discovery(base: str) -> dict:
+    """The issuer's OpenID Connect discovery document."""
+    resp = _send(urllib.request.Request(base.rstrip("/") + DISCOVERY_PATH))
+    raw = resp.read().decode()
+    if resp.status != 200:
+        raise LoginError(f"GET {DISCOVERY_PATH} answered {resp.status}: {raw[:300]}")
+    return json.loads(raw)
 
 
 def tokens(base: str, email: str, password: str, scopes: list[str]) -> dict:
-    """The whole token response (access, refresh, id token, granted scope)."""
+    """The token response (access, refresh and id token, granted `scope`)
+    for `email` signing in at `base` and asking for `scopes`."""
     base = base.rstrip("/")
+    meta = discovery(base)
     redirect_uri = base + RECEIVER_PATH
-    verifier = _b64url(secrets.token_bytes(32))
-    challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
+    verifier, challenge = pkce_pair()
     state = _b64url(secrets.token_bytes(16))
+    authorize = meta["authorization_endpoint"]
     query = urllib.parse.urlencode(
         {
             "response_type": "code",
@@ -87,21 +114,23 @@ def tokens(base: str, email: str, password: str, scopes: list[str]) -> dict:
         }
     )
 
-    # 1. The login page carries the signed request as a hidden field.
-    page = _send(urllib.request.Request(f"{base}/oauth/authorize?{query}"))
+    # 1. The login page: a form carrying the signed authorization request.
+    page = _send(urllib.request.Request(f"{authorize}?{query}"))
     body = page.read().decode()
     if page.status != 200:
-        raise LoginError(f"GET /oauth/authorize answered {page.status}: {body[:300]}")
-    form = _HiddenInputs()
+        raise LoginError(f"GET {authorize} answered {page.status}: {body[:300]}")
+    form = _LoginForm()
     form.feed(body)
-    if "request" not in form.fields:
+    if "request" not in form.hidden:
         raise LoginError("the login page has no hidden 'request' field")
+    target = urllib.parse.urljoin(authorize, form.action or authorize)
 
-    # 2. Submitting the credentials redirects to the receiver with the code.
-    fields = dict(form.fields, email=email, password=password)
+    # 2. The credentials, posted as the browser would: a 303 to the
+    # receiver with the code.
+    fields = dict(form.hidden, email=email, password=password)
     answer = _send(
         urllib.request.Request(
-            f"{base}/oauth/authorize",
+            target,
             data=urllib.parse.urlencode(fields).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             method="POST",
@@ -109,20 +138,26 @@ def tokens(base: str, email: str, password: str, scopes: list[str]) -> dict:
     )
     location = answer.headers.get("Location")
     if answer.status not in (302, 303) or not location:
-        raise LoginError(f"POST /oauth/authorize answered {answer.status}: {answer.read()[:300]!r}")
+        raise LoginError(
+            f"POST {target} answered {answer.status} (wrong password?): {answer.read()[:300]!r}"
+        )
     back = urllib.parse.urlsplit(location)
     if f"{back.scheme}://{back.netloc}{back.path}" != redirect_uri:
         raise LoginError(f"redirected to {location}, not to {redirect_uri}")
     params = dict(urllib.parse.parse_qsl(back.query))
+    if "error" in params:
+        raise LoginError(f"the issuer refused: {params['error']}: {params.get('error_description')}")
     if params.get("state") != state:
         raise LoginError(f"state came back as {params.get('state')!r}")
+    if params.get("iss", meta["issuer"]) != meta["issuer"]:
+        raise LoginError(f"iss came back as {params.get('iss')!r}, not {meta['issuer']!r}")
     if "code" not in params:
         raise LoginError(f"no code in the redirect: {location}")
 
     # 3. The code and the verifier buy the tokens.
     grant = _send(
         urllib.request.Request(
-            f"{base}/oauth/token",
+            meta["token_endpoint"],
             data=urllib.parse.urlencode(
                 {
                     "grant_type": "authorization_code",
@@ -138,5 +173,13 @@ def tokens(base: str, email: str, password: str, scopes: list[str]) -> dict:
     )
     raw = grant.read().decode()
     if grant.status != 200:
-        raise LoginError(f"POST /oauth/token answered {grant.status}: {raw[:300]}")
-    return json.loads(raw)
+        raise LoginError(f"POST {meta['token_endpoint']} answered {grant.status}: {raw[:300]}")
+    granted = json.loads(raw)
+    if str(granted.get("token_type", "")).lower() != "bearer" or not granted.get("access_token"):
+        raise LoginError(f"the token response has no bearer access token: {sorted(granted)}")
+    return granted
+
+
+def access_token(base: str, email: str, password: str, scopes: list[str]) -> str:
+    """The access token granted to `email` for `scopes` by `base`'s issuer."""
+    return tokens(base, email, password, scopes)["access_token"]
