@@ -109,7 +109,30 @@ impl From<Error> for HandlerError {
             | Error::ReservationNotFound(_)
             | Error::ReservationReleased(_)
             | Error::Internal(_) => HandlerError::permanent(err),
-            Error::Conflict(_) | Error::Db(_) | Error::Platform(_) => HandlerError::transient(err),
+            Error::Conflict(_) => HandlerError::transient(err),
+            // A database that is down or saturated is retried until it is
+            // back (never dead-lettered); any other database error as before.
+            Error::Db(e) => HandlerError::from(e),
+            Error::Platform(e) => HandlerError::from(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod db_failure_tests {
+    use super::*;
+    use jetshop_platform::consumer::HandlerError;
+    use sea_orm::{ConnAcquireErr, DbErr};
+
+    #[test]
+    fn a_database_that_is_down_is_unavailable_other_database_errors_stay_transient() {
+        let down = HandlerError::from(Error::Db(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(matches!(down, HandlerError::Unavailable(_)), "{down:?}");
+        let down = HandlerError::from(Error::Platform(jetshop_platform::Error::Db(
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        )));
+        assert!(matches!(down, HandlerError::Unavailable(_)), "{down:?}");
+        let other = HandlerError::from(Error::Db(DbErr::Type("bad column".into())));
+        assert!(matches!(other, HandlerError::Transient(_)), "{other:?}");
     }
 }

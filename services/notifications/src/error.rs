@@ -65,8 +65,11 @@ impl From<Error> for RpcError {
 impl From<Error> for HandlerError {
     fn from(err: Error) -> Self {
         match err {
-            // The database or NATS may be back in a moment.
-            Error::Db(_) | Error::Platform(_) => HandlerError::transient(err),
+            // The database or NATS may be back in a moment; a database
+            // that is down or saturated is retried until it is back (never
+            // dead-lettered).
+            Error::Db(e) => HandlerError::from(e),
+            Error::Platform(e) => HandlerError::from(e),
             // Retrying the same message cannot fix these.
             Error::Config(_)
             | Error::Invalid { .. }
@@ -74,5 +77,24 @@ impl From<Error> for HandlerError {
             | Error::Email(_)
             | Error::Internal(_) => HandlerError::permanent(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod db_failure_tests {
+    use super::*;
+    use jetshop_platform::consumer::HandlerError;
+    use sea_orm::{ConnAcquireErr, DbErr};
+
+    #[test]
+    fn a_database_that_is_down_is_unavailable_other_database_errors_stay_transient() {
+        let down = HandlerError::from(Error::Db(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(matches!(down, HandlerError::Unavailable(_)), "{down:?}");
+        let down = HandlerError::from(Error::Platform(jetshop_platform::Error::Db(
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        )));
+        assert!(matches!(down, HandlerError::Unavailable(_)), "{down:?}");
+        let other = HandlerError::from(Error::Db(DbErr::Type("bad column".into())));
+        assert!(matches!(other, HandlerError::Transient(_)), "{other:?}");
     }
 }

@@ -72,6 +72,15 @@ impl From<Error> for RpcError {
                 RpcError::new(ErrorCode::Conflict, message)
             }
             Error::CatalogUnavailable(_) => RpcError::new(ErrorCode::Unavailable, message),
+            // The database is down or saturated: the caller may retry.
+            Error::Db(ref e) if jetshop_platform::db::is_transient(e) => {
+                tracing::warn!(error = %message, "orders rpc: database unavailable");
+                RpcError::new(ErrorCode::Unavailable, "database unavailable; retry later")
+            }
+            Error::Platform(ref e) if e.is_transient_db() => {
+                tracing::warn!(error = %message, "orders rpc: database unavailable");
+                RpcError::new(ErrorCode::Unavailable, "database unavailable; retry later")
+            }
             Error::Corrupt(_) | Error::Db(_) | Error::Platform(_) => {
                 tracing::error!(error = %message, "orders rpc failed");
                 RpcError::internal("internal error")
@@ -89,10 +98,38 @@ impl From<Error> for HandlerError {
             | Error::SagaNotFound(_)
             | Error::SagaState { .. }
             | Error::Corrupt(_) => HandlerError::permanent(err),
-            Error::Conflict(_)
-            | Error::CatalogUnavailable(_)
-            | Error::Db(_)
-            | Error::Platform(_) => HandlerError::transient(err),
+            Error::Conflict(_) | Error::CatalogUnavailable(_) => HandlerError::transient(err),
+            // A database that is down or saturated is retried until it is
+            // back (never dead-lettered); any other database error as before.
+            Error::Db(e) => HandlerError::from(e),
+            Error::Platform(e) => HandlerError::from(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod db_failure_tests {
+    use super::*;
+    use jetshop_platform::consumer::HandlerError;
+    use sea_orm::{ConnAcquireErr, DbErr};
+
+    #[test]
+    fn a_database_that_is_down_is_unavailable_other_database_errors_stay_transient() {
+        let down = HandlerError::from(Error::Db(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(matches!(down, HandlerError::Unavailable(_)), "{down:?}");
+        let down = HandlerError::from(Error::Platform(jetshop_platform::Error::Db(
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        )));
+        assert!(matches!(down, HandlerError::Unavailable(_)), "{down:?}");
+        let other = HandlerError::from(Error::Db(DbErr::Type("bad column".into())));
+        assert!(matches!(other, HandlerError::Transient(_)), "{other:?}");
+    }
+
+    #[test]
+    fn an_rpc_caller_is_told_to_retry_while_the_database_is_down() {
+        let down = RpcError::from(Error::Db(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert_eq!(down.code, ErrorCode::Unavailable);
+        let bug = RpcError::from(Error::Db(DbErr::Type("bad column".into())));
+        assert_eq!(bug.code, ErrorCode::Internal);
     }
 }

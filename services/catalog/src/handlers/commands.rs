@@ -98,10 +98,10 @@ pub async fn handle(
     d: &Delivery,
 ) -> Result<Option<Vec<Uuid>>, HandlerError> {
     let meta = d.meta.caused_by();
-    let txn = db.begin().await.map_err(HandlerError::transient)?;
+    let txn = db.begin().await.map_err(HandlerError::from)?;
     if !inbox::claim(&txn, CONSUMER, &d.dedupe_id())
         .await
-        .map_err(HandlerError::transient)?
+        .map_err(HandlerError::from)?
     {
         tracing::info!(message_id = %d.dedupe_id(), "command already applied; skipping");
         return Ok(None);
@@ -113,7 +113,7 @@ pub async fn handle(
         subjects::catalog::RESERVE_STOCK => match reserve(&txn, d.decode()?, &meta).await? {
             Reservation::Made(touched) => Ok(touched),
             Reservation::Refused(rejected) => {
-                txn.rollback().await.map_err(HandlerError::transient)?;
+                txn.rollback().await.map_err(HandlerError::from)?;
                 return reject(db, d, rejected, &meta).await;
             }
         },
@@ -126,7 +126,7 @@ pub async fn handle(
         }
     }
     .map_err(HandlerError::from)?;
-    txn.commit().await.map_err(HandlerError::transient)?;
+    txn.commit().await.map_err(HandlerError::from)?;
     Ok(Some(changed))
 }
 
@@ -294,10 +294,10 @@ async fn reject(
     rejected: StockRejected,
     meta: &MessageMeta,
 ) -> Result<Option<Vec<Uuid>>, HandlerError> {
-    let txn = db.begin().await.map_err(HandlerError::transient)?;
+    let txn = db.begin().await.map_err(HandlerError::from)?;
     if !inbox::claim(&txn, CONSUMER, &d.dedupe_id())
         .await
-        .map_err(HandlerError::transient)?
+        .map_err(HandlerError::from)?
     {
         tracing::info!(message_id = %d.dedupe_id(), "command already applied; skipping");
         return Ok(None);
@@ -317,7 +317,7 @@ async fn reject(
     } else {
         tracing::info!(%order_id, "order already has a reservation; reserve is a no-op");
     }
-    txn.commit().await.map_err(HandlerError::transient)?;
+    txn.commit().await.map_err(HandlerError::from)?;
     Ok(Some(vec![]))
 }
 

@@ -172,10 +172,10 @@ async fn notify_order(deps: &Deps, d: &Delivery, o: OrderOutcome) -> Result<(), 
         order_id: Some(o.order_id),
         recipient: o.customer_email.clone().unwrap_or_default(),
     };
-    let txn = deps.db.begin().await.map_err(HandlerError::transient)?;
+    let txn = deps.db.begin().await.map_err(HandlerError::from)?;
     let sendable = record_email(&txn, &email).await?;
     let enqueued = enqueue_webhook(&txn, &o, &meta).await?;
-    txn.commit().await.map_err(HandlerError::transient)?;
+    txn.commit().await.map_err(HandlerError::from)?;
     if enqueued {
         deps.outbox.notify();
     }

@@ -206,12 +206,12 @@ pub async fn handle(
 
     // 3. Record.
     let meta = d.meta.caused_by();
-    let txn = db.begin().await.map_err(HandlerError::transient)?;
+    let txn = db.begin().await.map_err(HandlerError::from)?;
     // The claim first: it is a write, so on SQLite the transaction takes the
     // write lock before it reads (no stale-snapshot upgrade failures).
     if !inbox::claim(&txn, CONSUMER, &dedupe_id)
         .await
-        .map_err(HandlerError::transient)?
+        .map_err(HandlerError::from)?
     {
         tracing::info!(message_id = %dedupe_id, %order_id, "command already applied; skipping");
         return Ok(false);
@@ -231,7 +231,7 @@ pub async fn handle(
     let said = record(&txn, order_id, current, &decision, &meta)
         .await
         .map_err(HandlerError::from)?;
-    txn.commit().await.map_err(HandlerError::transient)?;
+    txn.commit().await.map_err(HandlerError::from)?;
     log_decision(order_id, op, &decision);
     Ok(said)
 }
@@ -242,7 +242,7 @@ async fn already_applied(db: &DatabaseConnection, message_id: &str) -> Result<bo
         inbox::entity::Entity::find_by_id((CONSUMER.to_owned(), message_id.to_owned()))
             .one(db)
             .await
-            .map_err(HandlerError::transient)?
+            .map_err(HandlerError::from)?
             .is_some(),
     )
 }
