@@ -8,7 +8,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 # Which database-backed suites run a second time on PostgreSQL.
-PG_SUITES ?= -p jetshop-catalog -p jetshop-platform -p jetshop-users -p jetshop-orders -p jetshop-payments -p jetshop-notifications
+PG_SUITES ?= -p jetshop-card-processor -p jetshop-catalog -p jetshop-platform -p jetshop-users -p jetshop-orders -p jetshop-payments -p jetshop-notifications
 # Where that PostgreSQL is (trust auth; each test creates its own database).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432
 export TEST_POSTGRES_URL
