@@ -163,10 +163,12 @@ def main() -> int:
         deadline = time.monotonic() + SETTLE_S
         while True:
             status, _, order = call("GET", order_url, token=token)
-            expect(status == 200, f"GET {location} answered {status}: {order}")
-            if order["status"] in ("confirmed", "cancelled"):
+            # Placement is asynchronous: until the orders service has taken
+            # the command, the order is not there yet (404).
+            expect(status in (200, 404), f"GET {location} answered {status}: {order}")
+            if status == 200 and order["status"] in ("confirmed", "cancelled"):
                 break
-            expect(time.monotonic() < deadline, f"order still {order['status']} after {SETTLE_S} s")
+            expect(time.monotonic() < deadline, f"order not ended after {SETTLE_S} s: {order}")
             time.sleep(0.2)
         expect(order["status"] == "confirmed", f"order ended {order['status']}: {order.get('cancel_reason')}")
         say(f"order {order['id']} confirmed")
