@@ -16,7 +16,7 @@ use crate::{catalog::Money, message::wire, subjects::orders as subj};
 pub struct LineRequest {
     /// The product.
     pub product_id: Uuid,
-    /// Units, 1..=1000.
+    /// Units, 1..=[`MAX_QUANTITY`].
     pub quantity: i64,
 }
 
@@ -104,7 +104,7 @@ pub struct PlaceOrder {
     /// Where to send the confirmation, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_email: Option<String>,
-    /// What to buy, 1..=50 lines.
+    /// What to buy, 1..=[`MAX_LINES`] lines.
     pub lines: Vec<LineRequest>,
     /// The payment method (a card token such as `tok_visa`).
     pub card_token: String,
@@ -405,6 +405,13 @@ wire!(SagaView, "orders.saga");
 wire!(SagaList, "orders.saga-list");
 wire!(ListSagas, "orders.list-sagas", rpc subj::RPC_SAGA_LIST => SagaList);
 wire!(RetrySaga, "orders.retry-saga", rpc subj::RPC_SAGA_RETRY => SagaView);
+
+/// Most lines a [`PlaceOrder`] may have. The gateway's schema says the same
+/// (`NewOrder.lines`); its tests compare the two.
+pub const MAX_LINES: usize = 50;
+/// Most units of one product an order may ask for, over all its lines of
+/// that product (and so also the most one line may ask for).
+pub const MAX_QUANTITY: i64 = 1000;
 
 /// Largest page [`ListOrders`] serves.
 pub const MAX_PAGE_SIZE: u32 = 100;

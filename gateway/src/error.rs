@@ -53,6 +53,17 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A body value of another JSON type than its schema says (a boolean
+    /// where a string is documented, `null` for an optional string).
+    #[error("{at}: expected {expected}, found {found}")]
+    BodyShape {
+        /// Where in the body, as a path (`lines[0].quantity`), or `body`.
+        at: String,
+        /// What the schema says.
+        expected: &'static str,
+        /// What was sent.
+        found: &'static str,
+    },
     /// The write would clash with what exists (a taken sku, an existing id),
     /// or the resource's state does not allow it (cancelling a confirmed order).
     #[error("{0}")]
@@ -64,6 +75,19 @@ pub enum Error {
     /// The body names products the catalog does not have.
     #[error("unknown product(s): {}", unknown_list(.0))]
     UnknownProducts(Vec<UnknownProduct>),
+    /// The lines of one product add up to more units than an order may ask
+    /// for (each line alone is within the schema's bound).
+    #[error("{units} units of product {product_id} over all its lines; at most {max}")]
+    TooManyUnits {
+        /// The index of the first line naming the product.
+        line: usize,
+        /// The product.
+        product_id: uuid::Uuid,
+        /// What its lines add up to.
+        units: i64,
+        /// The most one order may ask for.
+        max: i64,
+    },
     /// Redis, for rate limits and idempotency keys, is configured wrongly.
     #[error("Redis: {0}")]
     Redis(#[source] redis::RedisError),

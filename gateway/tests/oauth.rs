@@ -748,6 +748,23 @@ async fn registration_and_profile() -> Result<()> {
         resp.json::<Value>().await?["display_name"],
         "Renamed Person"
     );
+
+    // A value of another JSON type than the schema's string is refused,
+    // not coerced into the name "false", and changes nothing.
+    for wrong in [json!(false), json!(12), json!(null)] {
+        let resp = stack
+            .http
+            .patch(stack.url("/v1/users/me"))
+            .bearer_auth(token)
+            .json(&json!({ "display_name": wrong }))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{wrong}");
+        let problem: Value = resp.json().await?;
+        assert_eq!(problem["errors"][0]["name"], "display_name", "{problem}");
+    }
+    let me: Value = stack.get_with("/v1/users/me", token).await.json().await?;
+    assert_eq!(me["display_name"], "Renamed Person");
     Ok(())
 }
 

@@ -522,14 +522,33 @@ async fn bad_orders_are_refused_before_anything_is_queued() -> Result<()> {
     assert_eq!(p["errors"][0]["name"], "lines[1].product_id");
     assert!(p["detail"].as_str().unwrap().contains(&ghost.to_string()));
 
-    // Shapes the schema refuses.
+    // Each line within the schema's bound, but one product over all of
+    // them is more than an order may ask for: a 422 naming its first line.
+    let resp = shop
+        .post(
+            "/v1/orders",
+            &writer,
+            Some(&order_body(
+                &[(ghost, 1), (mug, 600), (mug, 401)],
+                "tok_visa",
+            )),
+        )
+        .await;
+    let (status, p) = problem(resp).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["type"], "urn:jetshop:problem:too-many-units");
+    assert_eq!(p["errors"][0]["name"], "lines[1].quantity");
+
+    // Shapes the schema refuses, and values of other JSON types than it
+    // says (no coercion of a number into the card token).
     let many: Vec<(Uuid, i64)> = (0..51).map(|_| (Uuid::now_v7(), 1)).collect();
     for body in [
         order_body(&[], "tok_visa"),
         order_body(&many, "tok_visa"),
         order_body(&[(mug, 0)], "tok_visa"),
         order_body(&[(mug, 1001)], "tok_visa"),
-        order_body(&[(mug, 600), (mug, 401)], "tok_visa"),
+        json!({"lines": [{"product_id": mug, "quantity": 1}], "card_token": 42}),
+        json!({"lines": [{"product_id": mug, "quantity": 1.5}], "card_token": "tok_visa"}),
         order_body(&[(mug, 1)], ""),
         order_body(&[(mug, 1)], "tok visa"),
         order_body(&[(mug, 1)], &"x".repeat(65)),
@@ -1098,7 +1117,8 @@ async fn your_webhook_is_set_read_and_removed() -> Result<()> {
         .await?;
     assert_ne!(again["secret"], set["secret"]);
 
-    // The service's own rules: plain http only to loopback.
+    // Plain http only to loopback: the schema's pattern says so, and the
+    // refusal names the field.
     let resp = put(
         writer.clone(),
         json!({ "url": "http://hooks.example.com/x" }),

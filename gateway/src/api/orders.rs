@@ -29,8 +29,8 @@ use jetshop_contracts::{
     Command, ErrorCode,
     catalog::GetProduct,
     orders::{
-        self as wire, CancelOrder, GetOrder, GetOrderHistory, LineRequest, ListOrders, OrderStatus,
-        PlaceOrder,
+        self as wire, CancelOrder, GetOrder, GetOrderHistory, LineRequest, ListOrders,
+        MAX_QUANTITY, OrderStatus, PlaceOrder,
     },
     users::GetUser,
 };
@@ -40,11 +40,10 @@ use jetshop_platform::{
 };
 use poem::web::{Data, sse::Event};
 use poem_openapi::{
-    ApiExtractor, ApiExtractorType, ApiResponse, Enum, ExtractParamOptions, Object, OpenApi, Tags,
+    ApiResponse, Enum, Object, OpenApi, Tags,
     param::{Header, Path, Query},
     payload::{EventStream, Json},
-    registry::{MetaRequest, Registry},
-    types::{Example, ParseFromJSON},
+    types::Example,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -62,13 +61,10 @@ use crate::{
     http::{
         problem::{Guarded, operation as problems},
         request_id::RequestId,
+        strict_json::{OptionalJson, StrictJson},
     },
 };
 
-/// Most lines an order may have.
-pub const MAX_LINES: usize = 50;
-/// Most units of one product in an order.
-pub const MAX_QUANTITY: i64 = 1000;
 /// Catalog lookups in flight at once while checking an order's products.
 const PRODUCT_CHECKS_IN_FLIGHT: usize = 8;
 /// Attempts at handing a command to JetStream. Safe to repeat: the message
@@ -519,10 +515,10 @@ type StatusEvents = EventStream<BoxStream<'static, StatusEventBody>>;
 
 #[derive(ApiResponse)]
 enum Followed {
-    /// `text/event-stream`: one `status` event (`id`: the order's version,
-    /// `data`: an `OrderStatusEvent`) for the current status, then one per
-    /// change; the stream ends after `confirmed` or `cancelled`. A comment
-    /// line every 15 s keeps idle connections open.
+    /// `text/event-stream`: one `status` event (`data`: an
+    /// `OrderStatusEvent`) for the current status, then one per change;
+    /// the stream ends after `confirmed` or `cancelled`. A comment line
+    /// every 15 s keeps idle connections open.
     #[oai(status = 200)]
     Events(StatusEvents),
 }
@@ -591,10 +587,12 @@ pub fn merge_lines(lines: &[NewOrderLineBody]) -> Result<Vec<(usize, LineRequest
             }
         }
     }
-    if merged.iter().any(|(_, l)| l.quantity > MAX_QUANTITY) {
-        return Err(Error::Invalid {
-            field: "lines",
-            reason: "at most 1000 units of one product (lines of the same product are added up)",
+    if let Some((line, over)) = merged.iter().find(|(_, l)| l.quantity > MAX_QUANTITY) {
+        return Err(Error::TooManyUnits {
+            line: *line,
+            product_id: over.product_id,
+            units: over.quantity,
+            max: MAX_QUANTITY,
         });
     }
     Ok(merged)
@@ -707,46 +705,6 @@ pub fn cancellable(status: OrderStatus) -> Result<(), &'static str> {
             Err("the payment is being captured; the order can no longer be cancelled")
         }
         OrderStatus::Placed | OrderStatus::StockReserved | OrderStatus::Cancelling => Ok(()),
-    }
-}
-
-/// An optional JSON body: none at all (no `Content-Type`, nothing sent)
-/// is `None`, anything else must be the JSON object.
-#[derive(Debug)]
-pub struct OptionalJson<T>(pub Option<T>);
-
-impl<'a, T: ParseFromJSON> ApiExtractor<'a> for OptionalJson<T> {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
-
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        <Json<T> as ApiExtractor>::register(registry);
-    }
-
-    fn request_meta() -> Option<MetaRequest> {
-        <Json<T> as ApiExtractor>::request_meta().map(|meta| MetaRequest {
-            required: false,
-            ..meta
-        })
-    }
-
-    async fn from_request(
-        request: &'a poem::Request,
-        body: &mut poem::RequestBody,
-        param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        if request.content_type().is_none() {
-            let bytes = body.take()?.into_bytes().await?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Self(None));
-            }
-            return Err(poem_openapi::error::ContentTypeError::ExpectContentType.into());
-        }
-        let parsed =
-            <Json<Option<T>> as ApiExtractor>::from_request(request, body, param_opts).await?;
-        Ok(Self(parsed.0))
     }
 }
 
@@ -870,7 +828,7 @@ impl OrdersApi {
         /// order you mean to place. Kept 24 h.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         _idempotency_key: Header<Option<String>>,
-        body: Json<NewOrderBody>,
+        body: StrictJson<NewOrderBody>,
     ) -> Result<Accepted, Guarded> {
         auth.require(Scope::OrdersWrite)?;
         let customer_id = auth.user_id()?;
@@ -925,8 +883,10 @@ impl OrdersApi {
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page (opaque).
-        #[oai(validator(min_length = 1, max_length = 256, pattern = "^[\\x21-\\x7e]+$"))]
+        /// `next_cursor` of the previous page (opaque; a UUID).
+        #[oai(validator(
+            pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         cursor: Query<Option<String>>,
         /// Only orders in this status.
         status: Query<Option<OrderStatusBody>>,
@@ -1161,9 +1121,17 @@ mod tests {
                 ),
             ]
         );
-        let err = merge_lines(&[line(a, 600), line(a, 401)]).unwrap_err();
+        let err = merge_lines(&[line(b, 1), line(a, 600), line(a, 401)]).unwrap_err();
         assert!(
-            matches!(err, Error::Invalid { field: "lines", .. }),
+            matches!(
+                err,
+                Error::TooManyUnits {
+                    line: 1,
+                    units: 1001,
+                    max: MAX_QUANTITY,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(merge_lines(&[line(a, 500), line(a, 500)]).is_ok());

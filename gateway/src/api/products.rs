@@ -36,6 +36,7 @@ use crate::{
     http::{
         problem::{Guarded, operation as problems},
         request_id::RequestId,
+        strict_json::StrictJson,
     },
 };
 
@@ -275,8 +276,9 @@ impl ProductsApi {
         /// Text to search for in sku, name and description.
         #[oai(validator(max_length = 200))]
         q: Query<Option<String>>,
-        /// Only the product with exactly this sku (case-insensitive).
-        #[oai(validator(min_length = 1, max_length = 64))]
+        /// Only the product with exactly this sku (case-insensitive): 1 to
+        /// 64 of `A-Z a-z 0-9 - _ .`, as skus are.
+        #[oai(validator(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
         sku: Query<Option<String>>,
     ) -> Result<Json<ProductPageBody>, Error> {
         let request = wire::ListProducts {
@@ -335,7 +337,7 @@ impl ProductsApi {
         rpc: Data<&RpcClient>,
         js: Data<&jetstream::Context>,
         request_id: Data<&RequestId>,
-        body: Json<NewProductBody>,
+        body: StrictJson<NewProductBody>,
     ) -> Result<Accepted, Guarded> {
         auth.require(Scope::CatalogWrite)?;
         let body = body.0;
@@ -377,7 +379,7 @@ impl ProductsApi {
         request_id: Data<&RequestId>,
         /// Product id (a UUID).
         id: Path<Uuid>,
-        body: Json<ProductChangesBody>,
+        body: StrictJson<ProductChangesBody>,
     ) -> Result<Accepted, Guarded> {
         auth.require(Scope::CatalogWrite)?;
         let body = body.0;
@@ -430,7 +432,7 @@ impl ProductsApi {
         request_id: Data<&RequestId>,
         /// Product id (a UUID).
         id: Path<Uuid>,
-        body: Json<StockLevelBody>,
+        body: StrictJson<StockLevelBody>,
     ) -> Result<Accepted, Guarded> {
         auth.require(Scope::CatalogWrite)?;
         let current = rpc

@@ -23,6 +23,7 @@ use crate::{
     http::{
         problem::{Guarded, Problem, operation as problems},
         request_id::RequestId,
+        strict_json::StrictJson,
     },
 };
 
@@ -74,18 +75,27 @@ impl From<wire::User> for UserBody {
 #[derive(Object)]
 #[oai(rename = "NewUser", deny_unknown_fields)]
 pub struct NewUserBody {
-    /// Email; unique whatever its case.
+    /// Email; unique whatever its case. One `@` after 1 to 64 characters,
+    /// a dotted domain without empty labels, no spaces or control characters.
     #[oai(validator(
         min_length = 3,
         max_length = 254,
-        pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@.\s\x00-\x1f\x7f-\x9f]+(?:\.[^@.\s\x00-\x1f\x7f-\x9f]+)+$"
     ))]
     pub email: String,
-    /// Password: at least 12 characters, not a common one, not the email.
+    /// Password: 12 to 128 characters, not one character repeated (the
+    /// pattern says so), not one of the most common passwords and not the
+    /// email itself (no schema can say those two; refused with 400 naming
+    /// `password`).
     #[oai(validator(min_length = 12, max_length = 128))]
     pub password: String,
-    /// Name shown to people (default: the email's local part).
-    #[oai(validator(min_length = 1, max_length = 100))]
+    /// Name shown to people (default: the email's local part): 1 to 100
+    /// characters, not only spaces, no control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub display_name: Option<String>,
 }
 
@@ -102,8 +112,13 @@ impl std::fmt::Debug for NewUserBody {
 #[derive(Debug, Object)]
 #[oai(rename = "ProfileChanges", deny_unknown_fields)]
 pub struct ProfileChangesBody {
-    /// New name shown to people.
-    #[oai(validator(min_length = 1, max_length = 100))]
+    /// New name shown to people: 1 to 100 characters, not only spaces, no
+    /// control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub display_name: Option<String>,
 }
 
@@ -146,7 +161,7 @@ impl UsersApi {
         _auth: Public,
         rpc: Data<&RpcClient>,
         request_id: Data<&RequestId>,
-        body: Json<NewUserBody>,
+        body: StrictJson<NewUserBody>,
     ) -> Result<Registered, Error> {
         let body = body.0;
         let request = RegisterUser {
@@ -202,7 +217,7 @@ impl UsersApi {
         auth: Authenticated,
         rpc: Data<&RpcClient>,
         request_id: Data<&RequestId>,
-        body: Json<ProfileChangesBody>,
+        body: StrictJson<ProfileChangesBody>,
     ) -> Result<Json<UserBody>, Guarded> {
         let id = auth.user_id()?;
         let Some(display_name) = body.0.display_name else {

@@ -20,6 +20,7 @@ use crate::{
     http::{
         problem::{Guarded, operation as problems},
         request_id::RequestId,
+        strict_json::StrictJson,
     },
 };
 
@@ -68,12 +69,13 @@ impl Example for WebhookWithSecretBody {
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
 #[oai(rename = "NewWebhook", deny_unknown_fields, example)]
 pub struct NewWebhookBody {
-    /// Where to POST: an `https://` URL (or `http://` to loopback), up to
-    /// 2000 characters.
+    /// Where to POST: an `https://` URL to a named host (or `http://` to
+    /// `localhost`, `127.0.0.1` or `[::1]`), optionally a port, path and
+    /// query; no credentials, no `#fragment`; up to 2000 characters.
     #[oai(validator(
         min_length = 8,
         max_length = 2000,
-        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+        pattern = r"^(?:[Hh][Tt][Tt][Pp][Ss]://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*|[Hh][Tt][Tt][Pp]://(?:localhost|127\.0\.0\.1|\[::1\]))(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:[/?][A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
     ))]
     pub url: String,
 }
@@ -124,7 +126,7 @@ impl WebhooksApi {
         #[oai(scope = "Scope::OrdersWrite")] auth: Authenticated,
         rpc: Data<&RpcClient>,
         request_id: Data<&RequestId>,
-        body: Json<NewWebhookBody>,
+        body: StrictJson<NewWebhookBody>,
     ) -> Result<Json<WebhookWithSecretBody>, Guarded> {
         auth.require(Scope::OrdersWrite)?;
         let user_id = auth.user_id()?;

@@ -8,6 +8,7 @@
 //! - [`metrics`]: HTTP metrics middleware and `/metrics`.
 //! - [`hardening`]: body size limit, security headers, CORS.
 //! - [`problem`]: RFC 9457 errors; the only place errors become statuses.
+//! - [`strict_json`]: JSON bodies held to their schema's types (no coercion).
 //! - [`deadline`]: an overall deadline per request (504 past it).
 //! - [`limits`]: rate limits per caller and route group (Redis or in process).
 //! - [`idempotency`]: `Idempotency-Key` on `POST`: replays instead of acting twice.
@@ -27,4 +28,5 @@ pub mod metrics;
 pub mod problem;
 pub mod request_id;
 pub mod route;
+pub mod strict_json;
 pub mod trace;

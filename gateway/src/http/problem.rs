@@ -161,6 +161,11 @@ impl Problem {
                     name: name.to_owned(),
                     reason: "unknown field".to_owned(),
                 }]);
+            } else if let Some((name, rule)) = failed_validator(&e.reason) {
+                p.errors = Some(vec![InvalidParam {
+                    name: name.to_owned(),
+                    reason: format!("does not meet the documented {rule}"),
+                }]);
             }
             return p;
         }
@@ -318,12 +323,42 @@ impl From<&Error> for Problem {
                 );
                 p
             }
+            Error::TooManyUnits {
+                line, max, units, ..
+            } => {
+                let mut p = Self::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "too-many-units",
+                    "Too many units of one product",
+                )
+                .detail(err.to_string());
+                p.errors = Some(vec![InvalidParam {
+                    name: format!("lines[{line}].quantity"),
+                    reason: format!(
+                        "the lines of this product add up to {units} units; at most {max}"
+                    ),
+                }]);
+                p
+            }
             Error::Invalid { field, reason } => {
                 let mut p = Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
                     .detail(format!("{field}: {reason}"));
                 p.errors = Some(vec![InvalidParam {
                     name: (*field).to_owned(),
                     reason: (*reason).to_owned(),
+                }]);
+                p
+            }
+            Error::BodyShape {
+                at,
+                expected,
+                found,
+            } => {
+                let mut p = Self::new(S::BAD_REQUEST, "invalid-request", "Invalid request")
+                    .detail(err.to_string());
+                p.errors = Some(vec![InvalidParam {
+                    name: at.clone(),
+                    reason: format!("expected {expected}, found {found}"),
                 }]);
                 p
             }
@@ -422,6 +457,16 @@ impl From<&Error> for Problem {
             | Error::Redis(_) => Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
+}
+
+/// The field and the rule poem-openapi names when a body's value fails a
+/// schema validator: "... field `url` verification failed. pattern(...)".
+fn failed_validator(reason: &str) -> Option<(&str, &str)> {
+    let rest = &reason[reason.find("field `")? + "field `".len()..];
+    let (name, rest) = rest.split_once('`')?;
+    let rule = rest.strip_prefix(" verification failed. ")?;
+    let rule = rule.split_once('(').map_or(rule, |(name, _)| name);
+    Some((name, rule))
 }
 
 /// The field poem-openapi names in an "unknown field `x`." parse error.
@@ -531,7 +576,9 @@ enum Documented {
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
     /// The `Idempotency-Key` was used before with another body, or the body
-    /// names something that does not exist (an unknown product; `errors` says where).
+    /// is well-formed but cannot be acted on: it names something that does
+    /// not exist (an unknown product), or more units of one product over
+    /// its lines than an order may ask for; `errors` says where.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// The caller's rate limit is used up; retry after `Retry-After` seconds.
@@ -556,6 +603,9 @@ enum Documented {
         #[oai(header = "Retry-After")]
         u32,
     ),
+    /// No answer within the request's overall deadline (`--request-deadline`).
+    #[oai(status = 504, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
 }
 
 impl ApiResponse for Error {
@@ -717,6 +767,20 @@ mod tests {
             }),
             502
         );
+    }
+
+    #[test]
+    fn a_failed_body_validator_names_its_field_and_rule() {
+        let reason = "failed to parse \"NewWebhook\": field `url` verification failed. \
+                      pattern(\"^https://\")";
+        assert_eq!(failed_validator(reason), Some(("url", "pattern")));
+        assert_eq!(failed_validator("unknown field `x`."), None);
+        let p = Problem::from_poem(&poem::Error::from(ParseRequestPayloadError {
+            reason: reason.to_owned(),
+        }));
+        let errors = p.errors.expect("the field is named");
+        assert_eq!(errors[0].name, "url");
+        assert_eq!(errors[0].reason, "does not meet the documented pattern");
     }
 
     #[test]

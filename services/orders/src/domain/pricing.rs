@@ -5,16 +5,11 @@ use std::collections::BTreeMap;
 
 use jetshop_contracts::{
     catalog::{Money, Product},
-    orders::{LineRequest, OrderLine, PlaceOrder},
+    orders::{LineRequest, MAX_LINES, MAX_QUANTITY, OrderLine, PlaceOrder},
 };
 use uuid::Uuid;
 
 use crate::Error;
-
-/// Most lines an order may have.
-pub const MAX_LINES: usize = 50;
-/// Most units of one product an order may ask for.
-pub const MAX_QUANTITY: i64 = 1000;
 
 /// Check a placement and merge lines of the same product, in product order.
 pub fn validate(cmd: &PlaceOrder) -> Result<Vec<LineRequest>, Error> {
