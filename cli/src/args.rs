@@ -376,6 +376,9 @@ pub struct RunCardProcessorArgs {
     /// The card processor.
     #[command(flatten)]
     pub processor: CardProcessorSettings,
+    /// The processor's database pool.
+    #[command(flatten)]
+    pub db: DbSettings,
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetrySettings,

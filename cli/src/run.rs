@@ -130,9 +130,10 @@ pub async fn notifications(
 /// no admin port: it is outside the shop, reached over its own HTTP API
 /// (which serves `/healthz`).
 pub async fn card_processor(
-    args: RunCardProcessorArgs,
+    mut args: RunCardProcessorArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    args.processor.db = args.db.clone();
     args.processor
         .validate()
         .context("card processor settings")?;

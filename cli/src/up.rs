@@ -84,6 +84,7 @@ async fn run_parts(
             crate::args::sqlite_url(&args.data_dir, "card-processor"),
         );
         settings.http_addr = addr;
+        settings.db = args.db.clone();
         println!("Card processor (test mode): http://{addr}  (tok_visa, tok_chargeDeclined, ...)");
         Some((settings, listener))
     } else {

@@ -50,24 +50,17 @@ impl Error {
         }
     }
 
-    /// Whether running the transaction again may succeed: a conflict, a
-    /// busy SQLite, a PostgreSQL serialization failure or deadlock.
+    /// Whether running the transaction again may succeed: a conflict
+    /// (a concurrent writer got in first), or what the platform's one
+    /// classifier calls transient (a busy SQLite, a PostgreSQL
+    /// serialization failure or deadlock, the pool exhausted, the server
+    /// restarting).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Conflict(_) => true,
             Self::Db(err) => {
-                if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-                    return true;
-                }
-                let text = err.to_string();
-                [
-                    "database is locked",
-                    "SQLITE_BUSY",
-                    "could not serialize access",
-                    "deadlock detected",
-                ]
-                .iter()
-                .any(|needle| text.contains(needle))
+                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+                    || jetshop_platform::db::is_transient(err)
             }
             _ => false,
         }

@@ -34,6 +34,7 @@ pub mod storage;
 
 use std::time::Duration;
 
+use jetshop_platform::config::DbSettings;
 use poem::{Server, listener::TcpAcceptor};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -49,9 +50,10 @@ pub const SERVICE_NAME: &str = "card-processor";
 /// How long open connections get to finish at shutdown.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(5);
 
-/// Connect to the processor's database and bring its schema up to date.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, Error> {
-    let db = jetshop_platform::db::connect(url).await?;
+/// Connect to the processor's database with the pool `db` says and bring
+/// its schema up to date.
+pub async fn connect(url: &str, db: &DbSettings) -> Result<DatabaseConnection, Error> {
+    let db = jetshop_platform::db::connect_with(url, db).await?;
     storage::migrate(&db).await?;
     Ok(db)
 }
@@ -78,7 +80,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     settings.validate()?;
     let local = listener.local_addr().map_err(Error::Serve)?;
-    let db = connect(&settings.database_url).await?;
+    let db = connect(&settings.database_url, &settings.db).await?;
     let processor = Processor::new(
         db.clone(),
         settings.late_after,

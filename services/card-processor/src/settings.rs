@@ -8,7 +8,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
-use jetshop_platform::config::redact_url;
+use jetshop_platform::config::{DbSettings, redact_url};
 
 use crate::Error;
 
@@ -31,6 +31,9 @@ pub struct CardProcessorSettings {
         default_value = "sqlite://data/card-processor.db"
     )]
     pub database_url: String,
+    /// Pool size and acquire timeout (`--db-max-connections`, ...; set by the caller).
+    #[arg(skip)]
+    pub db: DbSettings,
     /// How long `tok_timeout` takes to answer: longer than any caller waits
     /// (`--payments-provider-timeout`).
     #[arg(
@@ -58,6 +61,7 @@ impl CardProcessorSettings {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9095)),
             database_url: url.into(),
+            db: DbSettings::default(),
             late_after: Duration::from_secs(10),
             processing_failures: 2,
         }
@@ -77,6 +81,7 @@ impl std::fmt::Debug for CardProcessorSettings {
         f.debug_struct("CardProcessorSettings")
             .field("http_addr", &self.http_addr)
             .field("database_url", &redact_url(&self.database_url))
+            .field("db", &self.db)
             .field("late_after", &self.late_after)
             .field("processing_failures", &self.processing_failures)
             .finish()
