@@ -256,3 +256,30 @@ fn webhook_urls_the_document_admits_are_urls_notifications_takes() {
         },
     );
 }
+
+#[test]
+fn idempotency_keys_the_document_admits_are_keys_the_gateway_takes() {
+    let doc = document();
+    let published = Published::at(
+        &doc,
+        &schema_of_parameter(&doc, "/v1/orders", "post", "Idempotency-Key"),
+    );
+    let plain = ["a", "Z", "0", "-", "~", "!", "{", "order-42"];
+    let pieces: Vec<&str> = plain.iter().chain(AWKWARD).copied().collect();
+    never_looser(
+        &published,
+        20_000,
+        |g| {
+            if g.below(50) == 0 {
+                "k".repeat(250 + g.below(10))
+            } else {
+                g.text(&pieces, 10)
+            }
+        },
+        |v| {
+            jetshop_gateway::http::idempotency::is_valid_key(v.as_bytes())
+                .then_some(())
+                .ok_or_else(|| "not 1 to 255 visible ASCII characters".to_owned())
+        },
+    );
+}

@@ -826,7 +826,10 @@ impl OrdersApi {
         request_id: Data<&RequestId>,
         /// Makes a retry safe: 1 to 255 visible ASCII characters, unique per
         /// order you mean to place. Kept 24 h.
-        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")
+        )]
         _idempotency_key: Header<Option<String>>,
         body: StrictJson<NewOrderBody>,
     ) -> Result<Accepted, Guarded> {
