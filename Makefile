@@ -7,8 +7,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
-# Which database-backed suites run a second time on PostgreSQL.
-PG_SUITES ?= -p jetshop-card-processor -p jetshop-catalog -p jetshop-platform -p jetshop-users -p jetshop-orders -p jetshop-payments -p jetshop-notifications
+# Which database-backed suites run a second time on PostgreSQL: a nextest
+# filter over the workspace build, not `-p` flags, because a subset of
+# packages unifies dependency features differently and cargo would build
+# every dependency a second time.
+PG_SUITES ?= package(jetshop-card-processor) | package(jetshop-catalog) | package(jetshop-platform) | package(jetshop-users) | package(jetshop-orders) | package(jetshop-payments) | package(jetshop-notifications)
+# The checkout invariant suite, as a filter over the same build.
+CHECKOUT_SUITE = binary_id(jetshop-cli::checkout)
 # Where that PostgreSQL is (trust auth; each test creates its own database).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432
 export TEST_POSTGRES_URL
@@ -74,16 +79,16 @@ test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite
 	  echo "PostgreSQL is not reachable at 127.0.0.1:5432; start it (see .ci/run) or run SQLite only with: cargo nextest run --workspace" >&2; \
 	  exit 1; \
 	fi
-	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast $(PG_SUITES)
-	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast -p jetshop-cli --test checkout
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(PG_SUITES)'
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(CHECKOUT_SUITE)'
 	$(MAKE) --no-print-directory smoke
 	FUZZ_SEED="$${FUZZ_SEED:-1}" $(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory e2e
 
 .PHONY: checkout
 checkout: nats-server smtp-server nextest ## the checkout invariant suite alone, with its figures (orders/s), on SQLite then PostgreSQL
-	$(NATS_SERVER) $(CARGO) nextest run --no-fail-fast --no-capture -p jetshop-cli --test checkout
-	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --no-fail-fast --no-capture -p jetshop-cli --test checkout
+	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast --no-capture -E '$(CHECKOUT_SUITE)'
+	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast --no-capture -E '$(CHECKOUT_SUITE)'
 
 .PHONY: e2e
 e2e: nats-server release ## with the release binary, in headless Chromium: Swagger UI login (OAuth code + PKCE), orders with tok_visa and tok_chargeDeclined to their end, their emails, jetshop dlq ls
