@@ -14,7 +14,10 @@
 
 use std::{path::Path, time::Duration};
 
-use sea_orm::{ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{
+    ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+    DbErr, RuntimeErr, TransactionTrait,
+};
 use sea_orm_migration::{prelude::*, schema::*};
 
 use crate::{Error, config::DbSettings};
@@ -73,6 +76,31 @@ pub async fn connect_with(url: &str, settings: &DbSettings) -> Result<DatabaseCo
         });
     }
     Ok(Database::connect(opts).await?)
+}
+
+/// The advisory lock key every jetshop service's migrations take on its
+/// own database (any constant; `jetshop` in ASCII).
+const MIGRATION_LOCK: i64 = 0x006a_6574_7368_6f70;
+
+/// Bring the schema up to date (run at every start; idempotent), one
+/// replica at a time. On PostgreSQL the migrations run in one transaction
+/// under an advisory lock: a second replica starting at the same moment
+/// waits, then finds nothing pending, and since DDL is transactional there
+/// a failed migration leaves nothing half done. A SQLite file belongs to
+/// one process; within it (tests, two hosts on one file) they take turns.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        static SQLITE_MIGRATIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = SQLITE_MIGRATIONS.lock().await;
+        M::up(db, None).await?;
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    M::up(&txn, None).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// Whether a database error is an infrastructure failure that retrying

@@ -54,6 +54,15 @@ pub enum Error {
     /// Binding or serving a socket failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A task of a service panicked (a bug); the service stops.
+    #[error("{task} panicked: {source}")]
+    Panicked {
+        /// Which task.
+        task: &'static str,
+        /// The panic, as tokio reports it.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// Telemetry could not be set up.
     #[error("telemetry: {0}")]
     Telemetry(String),

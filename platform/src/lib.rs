@@ -10,6 +10,7 @@
 //! - [`breaker`]: the circuit breaker shared by RPC clients and the payments provider guard.
 //! - [`telemetry`], [`metrics`], [`health`], [`admin`]: seeing what runs.
 //! - [`runtime`]: what a service's `run` gets from its caller.
+//! - [`host`]: the one start-up and drain sequence every service runs.
 //! - [`db`]: SeaORM connections for SQLite and PostgreSQL, and the shared tables' migrations.
 //!
 //! Nothing here knows any bounded context; services bring their own domain.
@@ -23,6 +24,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod health;
+pub mod host;
 pub mod html;
 pub mod inbox;
 pub mod metrics;

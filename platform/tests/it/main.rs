@@ -7,6 +7,7 @@ mod common;
 mod consumer;
 mod db;
 mod dlq;
+mod host;
 mod nats;
 mod outbox;
 mod rpc;

@@ -20,7 +20,10 @@ pub mod settings;
 pub mod storage;
 
 use jetshop_contracts::streams;
-use jetshop_platform::{outbox::Relay, runtime::Runtime};
+use jetshop_platform::{
+    host::{Database, ServiceHost},
+    runtime::Runtime,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -29,60 +32,40 @@ pub use settings::CatalogSettings;
 /// Name under which the catalog registers as a micro service.
 pub const SERVICE_NAME: &str = "catalog";
 
-/// Run the catalog until `shutdown`: migrate, provision streams, serve RPC,
-/// consume commands and relay the outbox. Returns after draining.
+/// Run the catalog until `shutdown`: the platform's service lifecycle
+/// (database, streams, health, relay, ordered drain) around its RPC
+/// endpoints, its command consumer and its cache follower.
 pub async fn run(
     settings: CatalogSettings,
     rt: Runtime,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.consumer.validate()?;
-    let db = jetshop_platform::db::connect_with(&settings.database_url, &settings.db).await?;
-    storage::migrate(&db).await?;
-    rt.provision(&[
-        streams::catalog_events(),
-        streams::catalog_commands(),
-        streams::dlq(),
-    ])
+    let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
+        SERVICE_NAME,
+        rt,
+        Database {
+            url: &settings.database_url,
+            settings: &settings.db,
+        },
+        &[
+            streams::catalog_events(),
+            streams::catalog_commands(),
+            streams::dlq(),
+        ],
+        shutdown,
+    )
     .await?;
-    rt.health.add_db("catalog-db", db.clone()).await;
-    rt.health.add_nats("catalog-nats", rt.nats.clone()).await;
-
-    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
-    let outbox = relay.notifier();
-    // The relay stops after the consumer, so it publishes the consumer's last commits.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-
     let cache = cache::ProductCache::new(settings.cache_capacity, settings.cache_ttl);
-    let follower = tokio::spawn(
-        cache
-            .clone()
-            .follow_events(rt.nats.clone(), shutdown.child_token()),
-    );
-    let rpc = handlers::rpc::start(&rt.nats, db.clone(), cache.clone()).await?;
-    let consumer = tokio::spawn(handlers::commands::run(
-        rt.jetstream(),
-        db.clone(),
-        outbox,
-        cache,
-        settings.consumer.clone(),
-        shutdown.child_token(),
-    ));
-    rt.health.started(SERVICE_NAME).await;
-    tracing::info!(database = %jetshop_platform::config::redact_url(&settings.database_url), "catalog service running");
-
-    shutdown.cancelled().await;
-    rpc.stop().await;
-    let consumed = consumer.await;
-    relay_stop.cancel();
-    let _ = relay_task.await;
-    let _ = follower.await;
-    db.close().await.ok();
-    match consumed {
-        Ok(result) => result.map_err(Error::from),
-        Err(join) => Err(Error::Internal(format!(
-            "command consumer panicked: {join}"
-        ))),
-    }
+    let nats = host.nats().clone();
+    host.background("cache-follower", {
+        let cache = cache.clone();
+        move |stop| cache.follow_events(nats, stop)
+    });
+    host.rpc(handlers::rpc::start(host.nats(), host.db().clone(), cache.clone()).await?);
+    let (js, db, outbox) = (host.jetstream(), host.db().clone(), host.outbox());
+    host.consumer("catalog-commands", move |stop| {
+        handlers::commands::run(js, db, outbox, cache, settings.consumer, stop)
+    });
+    host.serve().await
 }

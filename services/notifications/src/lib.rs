@@ -43,7 +43,10 @@ pub mod storage;
 pub mod webhook;
 
 use jetshop_contracts::streams;
-use jetshop_platform::{outbox::Relay, runtime::Runtime};
+use jetshop_platform::{
+    host::{Database, ServiceHost},
+    runtime::Runtime,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -67,79 +70,49 @@ pub async fn run(
         .parse()
         .map_err(|e| Error::Config(format!("--mail-from: {e}")))?;
     let webhooks = webhook::WebhookClient::new(settings.webhook_timeout)?;
-    let db = jetshop_platform::db::connect_with(&settings.database_url, &settings.db).await?;
-    storage::migrate(&db).await?;
     // The events it consumes belong to orders and users, but this service
     // may start first: provisioning is idempotent, so it makes sure they exist.
-    rt.provision(&[
-        streams::orders_events(),
-        streams::users_events(),
-        streams::notifications_events(),
-        streams::notifications_commands(),
-        streams::dlq(),
-    ])
+    let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
+        SERVICE_NAME,
+        rt,
+        Database {
+            url: &settings.database_url,
+            settings: &settings.db,
+        },
+        &[
+            streams::orders_events(),
+            streams::users_events(),
+            streams::notifications_events(),
+            streams::notifications_commands(),
+            streams::dlq(),
+        ],
+        shutdown,
+    )
     .await?;
-    rt.health.add_db("notifications-db", db.clone()).await;
-    rt.health
-        .add_nats("notifications-nats", rt.nats.clone())
-        .await;
-
-    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
     let deps = handlers::Deps {
-        db: db.clone(),
-        outbox: relay.notifier(),
+        db: host.db().clone(),
+        outbox: host.outbox(),
         mailer,
         from,
         webhooks,
         webhook_timeout: settings.webhook_timeout,
         max_deliver: settings.consumer.max_deliver,
     };
-    // The relay stops after the consumers, so it publishes their last commits.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-
-    let rpc = handlers::rpc::start(&rt.nats, db.clone(), settings.webhook_allow_http).await?;
-    let consumers = [
-        tokio::spawn(handlers::events::run_orders(
-            rt.jetstream(),
-            deps.clone(),
-            settings.consumer.clone(),
-            shutdown.child_token(),
-        )),
-        tokio::spawn(handlers::events::run_users(
-            rt.jetstream(),
-            deps.clone(),
-            settings.consumer.clone(),
-            shutdown.child_token(),
-        )),
-        tokio::spawn(handlers::webhooks::run(
-            rt.jetstream(),
-            deps.clone(),
-            settings.consumer.clone(),
-            shutdown.child_token(),
-        )),
-    ];
-    rt.health.started(SERVICE_NAME).await;
-    tracing::info!(
-        database = %jetshop_platform::config::redact_url(&settings.database_url),
-        mail = %deps.mailer.describe(),
-        "notifications service running"
+    tracing::info!(mail = %deps.mailer.describe(), "notifications delivers mail");
+    host.rpc(
+        handlers::rpc::start(host.nats(), host.db().clone(), settings.webhook_allow_http).await?,
     );
-
-    shutdown.cancelled().await;
-    rpc.stop().await;
-    let mut result = Ok(());
-    for consumer in consumers {
-        let outcome = match consumer.await {
-            Ok(r) => r.map_err(Error::from),
-            Err(join) => Err(Error::Internal(format!("consumer panicked: {join}"))),
-        };
-        if result.is_ok() {
-            result = outcome;
-        }
-    }
-    relay_stop.cancel();
-    let _ = relay_task.await;
-    db.close().await.ok();
-    result
+    let js = host.jetstream();
+    host.consumer("notifications-orders", {
+        let (js, deps, consumer) = (js.clone(), deps.clone(), settings.consumer.clone());
+        move |stop| handlers::events::run_orders(js, deps, consumer, stop)
+    });
+    host.consumer("notifications-users", {
+        let (js, deps, consumer) = (js.clone(), deps.clone(), settings.consumer.clone());
+        move |stop| handlers::events::run_users(js, deps, consumer, stop)
+    });
+    host.consumer("notifications-webhooks", move |stop| {
+        handlers::webhooks::run(js, deps, settings.consumer, stop)
+    });
+    host.serve().await
 }

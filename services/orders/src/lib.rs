@@ -21,7 +21,11 @@ pub mod settings;
 pub mod storage;
 
 use jetshop_contracts::streams;
-use jetshop_platform::{outbox::Relay, rpc::RpcClient, runtime::Runtime};
+use jetshop_platform::{
+    host::{Database, ServiceHost},
+    rpc::RpcClient,
+    runtime::Runtime,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -39,102 +43,56 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.consumer.validate()?;
-    let db = jetshop_platform::db::connect_with(&settings.database_url, &settings.db).await?;
-    storage::migrate(&db).await?;
     // Its own streams, and those it sends commands to and hears answers
     // from: whichever service starts first creates them.
-    rt.provision(&[
-        streams::orders_events(),
-        streams::orders_commands(),
-        streams::catalog_events(),
-        streams::catalog_commands(),
-        streams::payments_events(),
-        streams::payments_commands(),
-        streams::dlq(),
-    ])
+    let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
+        SERVICE_NAME,
+        rt,
+        Database {
+            url: &settings.database_url,
+            settings: &settings.db,
+        },
+        &[
+            streams::orders_events(),
+            streams::orders_commands(),
+            streams::catalog_events(),
+            streams::catalog_commands(),
+            streams::payments_events(),
+            streams::payments_commands(),
+            streams::dlq(),
+        ],
+        shutdown,
+    )
     .await?;
-    rt.health.add_db("orders-db", db.clone()).await;
-    rt.health.add_nats("orders-nats", rt.nats.clone()).await;
-
-    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
     let engine = engine::Engine::new(
-        db.clone(),
-        relay.notifier(),
+        host.db().clone(),
+        host.outbox(),
         engine::Timing {
             step_timeout: settings.step_timeout,
             step_attempts: settings.step_attempts,
         },
     );
-    // The relay stops last, so it publishes what the consumers committed.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-
-    let rpc = handlers::rpc::start(&rt.nats, engine.clone()).await?;
+    host.rpc(handlers::rpc::start(host.nats(), engine.clone()).await?);
     let catalog = RpcClient::new(
-        rt.nats.clone(),
+        host.nats().clone(),
         settings.catalog_timeout,
         settings.catalog_retries,
     );
-    let js = rt.jetstream();
-    let mut consumers = tokio::task::JoinSet::new();
-    consumers.spawn(handlers::commands::run(
-        js.clone(),
-        engine.clone(),
-        catalog,
-        settings.consumer.clone(),
-        shutdown.child_token(),
-    ));
-    consumers.spawn(handlers::saga_events::run_stock(
-        js.clone(),
-        engine.clone(),
-        settings.consumer.clone(),
-        shutdown.child_token(),
-    ));
-    consumers.spawn(handlers::saga_events::run_payments(
-        js,
-        engine.clone(),
-        settings.consumer.clone(),
-        shutdown.child_token(),
-    ));
-    let scanner = tokio::spawn(handlers::deadlines::run(
-        engine,
-        settings.deadline_scan,
-        shutdown.child_token(),
-    ));
-    rt.health.started(SERVICE_NAME).await;
-    tracing::info!(database = %jetshop_platform::config::redact_url(&settings.database_url), "orders service running");
-
-    // A consumer that ends before shutdown (its stream is gone) stops the service.
-    let mut result = Ok(());
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        Some(ended) = consumers.join_next() => {
-            result = consumer_result(ended);
-            // Both branches can be ready at shutdown; only an early end is news.
-            if !shutdown.is_cancelled() {
-                tracing::error!(error = ?result, "an orders consumer stopped on its own; shutting down");
-            }
-        }
-    }
-    shutdown.cancel();
-    rpc.stop().await;
-    while let Some(ended) = consumers.join_next().await {
-        if result.is_ok() {
-            result = consumer_result(ended);
-        }
-    }
-    let _ = scanner.await;
-    relay_stop.cancel();
-    let _ = relay_task.await;
-    db.close().await.ok();
-    result
-}
-
-fn consumer_result(
-    ended: Result<Result<(), jetshop_platform::Error>, tokio::task::JoinError>,
-) -> Result<(), Error> {
-    match ended {
-        Ok(result) => result.map_err(Error::from),
-        Err(join) => Err(Error::Corrupt(format!("consumer panicked: {join}"))),
-    }
+    let js = host.jetstream();
+    host.consumer("orders-commands", {
+        let (js, engine, consumer) = (js.clone(), engine.clone(), settings.consumer.clone());
+        move |stop| handlers::commands::run(js, engine, catalog, consumer, stop)
+    });
+    host.consumer("orders-saga-stock", {
+        let (js, engine, consumer) = (js.clone(), engine.clone(), settings.consumer.clone());
+        move |stop| handlers::saga_events::run_stock(js, engine, consumer, stop)
+    });
+    host.consumer("orders-saga-payments", {
+        let (engine, consumer) = (engine.clone(), settings.consumer.clone());
+        move |stop| handlers::saga_events::run_payments(js, engine, consumer, stop)
+    });
+    host.background("deadline-scan", move |stop| {
+        handlers::deadlines::run(engine, settings.deadline_scan, stop)
+    });
+    host.serve().await
 }

@@ -41,7 +41,10 @@ pub mod storage;
 use std::sync::Arc;
 
 use jetshop_contracts::streams;
-use jetshop_platform::{outbox::Relay, runtime::Runtime};
+use jetshop_platform::{
+    host::{Database, ServiceHost},
+    runtime::Runtime,
+};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -106,48 +109,25 @@ pub async fn run_with_resilient(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.validate()?;
-    let db = connect_with(&settings.database_url, &settings.db).await?;
-    rt.provision(&[
-        streams::payments_events(),
-        streams::payments_commands(),
-        streams::dlq(),
-    ])
+    let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
+        SERVICE_NAME,
+        rt,
+        Database {
+            url: &settings.database_url,
+            settings: &settings.db,
+        },
+        &[
+            streams::payments_events(),
+            streams::payments_commands(),
+            streams::dlq(),
+        ],
+        shutdown,
+    )
     .await?;
-    rt.health.add_db("payments-db", db.clone()).await;
-    rt.health.add_nats("payments-nats", rt.nats.clone()).await;
-
-    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
-    let outbox = relay.notifier();
-    // The relay stops after the consumer, so it publishes the consumer's last commits.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-
-    let consumer_stop = shutdown.child_token();
-    let mut consumer = tokio::spawn(handlers::commands::run(
-        rt.jetstream(),
-        db.clone(),
-        outbox,
-        provider,
-        settings.consumer.clone(),
-        consumer_stop.clone(),
-    ));
-    rt.health.started(SERVICE_NAME).await;
-    tracing::info!(settings = ?settings, "payments service running");
-
-    // A consumer that stops on its own (it could not be created) ends the
-    // service now rather than at shutdown.
-    let consumed = tokio::select! {
-        ended = &mut consumer => ended,
-        _ = shutdown.cancelled() => consumer.await,
-    };
-    consumer_stop.cancel();
-    relay_stop.cancel();
-    let _ = relay_task.await;
-    db.close().await.ok();
-    match consumed {
-        Ok(result) => result.map_err(Error::from),
-        Err(join) => Err(Error::Internal(format!(
-            "command consumer panicked: {join}"
-        ))),
-    }
+    tracing::info!(settings = ?settings, "payments settings");
+    let (js, db, outbox) = (host.jetstream(), host.db().clone(), host.outbox());
+    host.consumer("payments-commands", move |stop| {
+        handlers::commands::run(js, db, outbox, provider, settings.consumer, stop)
+    });
+    host.serve().await
 }

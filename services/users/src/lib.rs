@@ -24,7 +24,10 @@ pub mod settings;
 pub mod storage;
 
 use jetshop_contracts::streams;
-use jetshop_platform::{outbox::Relay, runtime::Runtime};
+use jetshop_platform::{
+    host::{Database, ServiceHost},
+    runtime::Runtime,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
@@ -41,38 +44,23 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.validate()?;
-    let db = jetshop_platform::db::connect_with(&settings.database_url, &settings.db).await?;
-    storage::migrate(&db).await?;
-    rt.provision(&[streams::users_events(), streams::dlq()])
-        .await?;
-    rt.health.add_db("users-db", db.clone()).await;
-    rt.health.add_nats("users-nats", rt.nats.clone()).await;
-
-    let relay = Relay::new(db.clone(), rt.jetstream(), SERVICE_NAME);
+    let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
+        SERVICE_NAME,
+        rt,
+        Database {
+            url: &settings.database_url,
+            settings: &settings.db,
+        },
+        &[streams::users_events(), streams::dlq()],
+        shutdown,
+    )
+    .await?;
     let ctx = handlers::Ctx {
-        db: db.clone(),
+        db: host.db().clone(),
         hasher: passwords::Hasher::new(&settings.argon2).await?,
-        outbox: Some(relay.notifier()),
+        outbox: Some(host.outbox()),
     };
-    // Before the relay starts: its first pass publishes what this wrote.
     bootstrap::run(&ctx, &settings).await?;
-    // The relay stops after the RPC endpoints, so it publishes their last commits.
-    let relay_stop = CancellationToken::new();
-    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-
-    let served = handlers::rpc::start(&rt.nats, ctx).await;
-    let result = match served {
-        Ok(rpc) => {
-            rt.health.started(SERVICE_NAME).await;
-            tracing::info!(database = %jetshop_platform::config::redact_url(&settings.database_url), "users service running");
-            shutdown.cancelled().await;
-            rpc.stop().await;
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
-    relay_stop.cancel();
-    let _ = relay_task.await;
-    db.close().await.ok();
-    result
+    host.rpc(handlers::rpc::start(host.nats(), ctx).await?);
+    host.serve().await
 }

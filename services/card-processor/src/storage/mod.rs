@@ -16,7 +16,6 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, Set,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
-use sea_orm_migration::MigratorTrait;
 use uuid::Uuid;
 
 use crate::{
@@ -24,9 +23,10 @@ use crate::{
     domain::{Movement, PaymentRecord},
 };
 
-/// Bring the schema up to date (run at every start; idempotent).
+/// Bring the schema up to date (run at every start; idempotent; replicas
+/// take turns).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-    migrations::Migrator::up(db, None).await
+    jetshop_platform::db::migrate::<migrations::Migrator>(db).await
 }
 
 /// One payment per merchant reference.

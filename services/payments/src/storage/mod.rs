@@ -6,9 +6,9 @@ pub mod intents;
 pub mod migrations;
 
 use sea_orm::DatabaseConnection;
-use sea_orm_migration::MigratorTrait;
 
-/// Bring the schema up to date (run at every start; idempotent).
+/// Bring the schema up to date (run at every start; idempotent; replicas
+/// take turns).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-    migrations::Migrator::up(db, None).await
+    jetshop_platform::db::migrate::<migrations::Migrator>(db).await
 }

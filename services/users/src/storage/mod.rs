@@ -8,9 +8,9 @@ pub mod migrations;
 pub mod users;
 
 use sea_orm::DatabaseConnection;
-use sea_orm_migration::MigratorTrait;
 
-/// Bring the schema up to date (run at every start; idempotent).
+/// Bring the schema up to date (run at every start; idempotent; replicas
+/// take turns).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-    migrations::Migrator::up(db, None).await
+    jetshop_platform::db::migrate::<migrations::Migrator>(db).await
 }
