@@ -30,6 +30,31 @@ pub struct StreamSpec {
     pub duplicate_window: Duration,
     /// Human description shown by `nats stream info`.
     pub description: &'static str,
+    /// When set, the server stores each keyed subject
+    /// (`<context>.<kind>.<name>.<key>`, see [`subjects::keyed`]) with a
+    /// fifth token, the key's partition among this many: a subject
+    /// transform with `{{partition(n, key)}}`, so every publisher agrees
+    /// on a key's partition without code, and a consumer per partition
+    /// sees one key's messages in the order they were stored.
+    pub partitions: Option<u32>,
+}
+
+/// Partitions of every stream whose messages need per-key order. Fixed:
+/// changing it moves keys between partitions, and messages already stored
+/// keep their old partition token.
+pub const KEY_PARTITIONS: u32 = 8;
+
+impl StreamSpec {
+    /// The subject transform that adds the partition token, as
+    /// (source, destination), for a stream capturing `<context>.<kind>.>`.
+    pub fn partition_transform(&self) -> Option<(String, String)> {
+        let n = self.partitions?;
+        let prefix = self.subjects.first()?.strip_suffix(".>")?;
+        Some((
+            format!("{prefix}.*.*"),
+            format!("{prefix}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{partition({n},2)}}}}"),
+        ))
+    }
 }
 
 /// Dedupe window for every stream: longer than any outbox relay retry burst.
@@ -64,6 +89,7 @@ pub fn catalog_events() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
+        partitions: None,
         description: "Facts published by the catalog service",
     }
 }
@@ -76,6 +102,7 @@ pub fn catalog_commands() -> StreamSpec {
         retention: Retention::WorkQueue,
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
+        partitions: None,
         description: "Commands for the catalog service",
     }
 }
@@ -88,6 +115,7 @@ pub fn users_events() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
+        partitions: None,
         description: "Facts published by the users service",
     }
 }
@@ -101,6 +129,7 @@ fn events(name: &'static str, filter: &str, description: &'static str) -> Stream
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
         description,
+        partitions: None,
     }
 }
 
@@ -113,6 +142,7 @@ fn commands(name: &'static str, filter: &str, description: &'static str) -> Stre
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
         description,
+        partitions: None,
     }
 }
 
@@ -178,6 +208,7 @@ pub fn dlq() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(30 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
+        partitions: None,
         description: "Messages a consumer gave up on, with the reason",
     }
 }
@@ -201,6 +232,22 @@ pub fn all() -> Vec<StreamSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partitioned_stream_appends_the_partition_of_the_key_token() {
+        assert_eq!(payments_events().partition_transform(), None);
+        let spec = StreamSpec {
+            partitions: Some(8),
+            ..payments_events()
+        };
+        assert_eq!(
+            spec.partition_transform(),
+            Some((
+                "payments.events.*.*".to_owned(),
+                "payments.events.{{wildcard(1)}}.{{wildcard(2)}}.{{partition(8,2)}}".to_owned()
+            ))
+        );
+    }
 
     #[test]
     fn no_rpc_subject_is_captured_by_a_stream() {

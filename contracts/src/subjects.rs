@@ -300,6 +300,38 @@ pub fn rpc_groups() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Subjects of messages about one thing (an order) carry its id as a
+/// fourth token, `<context>.<kind>.<name>.<key>`, so the server can spread
+/// them over partitions by key (see [`crate::streams::StreamSpec::partitions`])
+/// and consumers that need per-key order can take one partition each.
+pub mod keyed {
+    /// The subject `base` (a three-token subject above) for `key`.
+    pub fn subject(base: &str, key: impl std::fmt::Display) -> String {
+        format!("{base}.{key}")
+    }
+
+    /// The three-token subject a keyed subject was made from: `base` for
+    /// `base`, `base.<key>` and `base.<key>.<partition>` alike, so handlers
+    /// match on it whatever the stream stored.
+    pub fn base(subject: &str) -> &str {
+        match subject.match_indices('.').nth(2) {
+            Some((at, _)) => &subject[..at],
+            None => subject,
+        }
+    }
+
+    /// The key of a keyed subject (`None` for a three-token one).
+    pub fn key(subject: &str) -> Option<&str> {
+        subject.split('.').nth(3)
+    }
+
+    /// The filter that takes `base`'s messages of one partition, as a
+    /// partitioned stream stores them (`base.<key>.<partition>`).
+    pub fn in_partition(base: &str, partition: u32) -> String {
+        format!("{base}.*.{partition}")
+    }
+}
+
 /// The endpoint name of an RPC subject within its micro group.
 pub fn endpoint_of<'a>(subject: &'a str, group: &str) -> &'a str {
     subject
@@ -340,6 +372,23 @@ pub fn matches(filter: &str, subject: &str) -> bool {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn keyed_subjects_keep_their_base_and_key_through_partitioning() {
+        let order = "0195c3f0-0000-7000-8000-000000000001";
+        let sent = keyed::subject(payments::AUTHORIZED, order);
+        assert_eq!(sent, format!("payments.events.authorized.{order}"));
+        let stored = format!("{sent}.5");
+        for subject in [payments::AUTHORIZED, sent.as_str(), stored.as_str()] {
+            assert_eq!(keyed::base(subject), payments::AUTHORIZED);
+        }
+        assert_eq!(keyed::key(&stored), Some(order));
+        assert_eq!(keyed::key(payments::AUTHORIZED), None);
+        let filter = keyed::in_partition(payments::AUTHORIZED, 5);
+        assert!(matches(&filter, &stored));
+        assert!(!matches(&filter, &format!("{sent}.4")));
+        assert!(!matches(&filter, &sent));
+    }
 
     #[test]
     fn subjects_are_distinct_and_valid() {

@@ -74,6 +74,11 @@ pub struct ConsumerSettings {
         default_value_t = 16
     )]
     pub concurrency: usize,
+    /// For consumers that keep per-key order: how long a replica that
+    /// stopped pulling (dead, stalled, partitioned away) keeps its
+    /// partitions before another replica takes them over.
+    #[arg(long = "consumer-pin-timeout", env = "JETSHOP_CONSUMER_PIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pin_timeout: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -86,6 +91,7 @@ impl Default for ConsumerSettings {
                 .collect(),
             ack_wait: Duration::from_secs(30),
             concurrency: 16,
+            pin_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -106,6 +112,11 @@ impl ConsumerSettings {
         if self.concurrency == 0 {
             return Err(Error::Config(
                 "--consumer-concurrency must be at least 1".into(),
+            ));
+        }
+        if self.pin_timeout < Duration::from_secs(2) {
+            return Err(Error::Config(
+                "--consumer-pin-timeout must be at least 2s".into(),
             ));
         }
         if self.ack_wait < Duration::from_secs(1) {

@@ -24,7 +24,7 @@ use async_nats::{
     HeaderMap,
     jetstream::{
         self, AckKind,
-        consumer::{AckPolicy, DeliverPolicy, pull},
+        consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull},
     },
 };
 use bytes::Bytes;
@@ -197,6 +197,30 @@ pub fn consumer_config(spec: &ConsumerSpec, settings: &ConsumerSettings) -> pull
     }
 }
 
+/// The priority group every per-key partition consumer pins its one
+/// replica in.
+pub const PINNED_GROUP: &str = "jetshop";
+
+/// The server-side configuration of one partition of a per-key consumer
+/// (see [`run_per_key`]): one message in flight, and one replica pinned.
+pub fn partition_config(spec: &ConsumerSpec, settings: &ConsumerSettings) -> pull::Config {
+    pull::Config {
+        max_ack_pending: 1,
+        priority_policy: PriorityPolicy::PinnedClient,
+        priority_groups: vec![PINNED_GROUP.to_owned()],
+        priority_timeout: settings.pin_timeout,
+        ..consumer_config(spec, settings)
+    }
+}
+
+/// How a runner pulls: any number of messages at once from a consumer all
+/// replicas share, or one at a time as the replica pinned to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pulling {
+    Shared,
+    Pinned,
+}
+
 /// Run the consumer until `shutdown`, handling each message with `handler`.
 /// Returns once in-flight messages are finished.
 pub async fn run<H, Fut>(
@@ -210,16 +234,126 @@ where
     H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
+    run_pulling(js, spec, settings, Pulling::Shared, handler, shutdown).await
+}
+
+/// Run a consumer whose messages of one key must be handled in the order
+/// they were stored, with any number of replicas running it.
+///
+/// The stream must be partitioned ([`StreamSpec::partitions`]) and the
+/// spec's filters are keyed base subjects ([`subjects::keyed`]). Each
+/// partition gets its own durable (`<durable>-p<n>`) with the pinned-client
+/// priority policy (ADR-42, nats-server 2.11+): the server delivers a
+/// partition to one replica at a time, one message at a time (a failing
+/// message is retried before the next, so a redelivery never overtakes),
+/// and moves it to a standby replica when the pinned one stops pulling for
+/// `pin_timeout` (it died, stalled or lost the server). The server's
+/// partitioning and pinning replace any lock of ours: a replica that
+/// comes back after its pin moved is told so and stands by.
+///
+/// Order is per key, not across keys: partitions run side by side.
+///
+/// [`StreamSpec::partitions`]: jetshop_contracts::streams::StreamSpec::partitions
+pub async fn run_per_key<H, Fut>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    partitions: u32,
+    settings: ConsumerSettings,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    if spec.filter_subjects.is_empty() || partitions == 0 {
+        return Err(Error::Config(format!(
+            "consumer {}: per-key order needs keyed filter subjects and at least one partition",
+            spec.durable
+        )));
+    }
+    // One failing partition (its consumer cannot be created) stops the
+    // others: a replica serving only some partitions would look healthy.
+    let stop = shutdown.child_token();
+    let mut runs = JoinSet::new();
+    for partition in 0..partitions {
+        let part = ConsumerSpec {
+            durable: format!("{}-p{partition}", spec.durable),
+            description: format!("{} (partition {partition})", spec.description),
+            filter_subjects: spec
+                .filter_subjects
+                .iter()
+                .map(|base| subjects::keyed::in_partition(base, partition))
+                .collect(),
+            stream: spec.stream.clone(),
+        };
+        runs.spawn(run_pulling(
+            js.clone(),
+            part,
+            settings.clone(),
+            Pulling::Pinned,
+            handler.clone(),
+            stop.clone(),
+        ));
+    }
+    let mut result = Ok(());
+    while let Some(ended) = runs.join_next().await {
+        let ended = ended.unwrap_or_else(|join| {
+            Err(Error::Panicked {
+                task: "partition consumer",
+                source: join,
+            })
+        });
+        if let Err(err) = ended {
+            stop.cancel();
+            if result.is_ok() {
+                result = Err(err);
+            }
+        }
+    }
+    result
+}
+
+async fn run_pulling<H, Fut>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    mut settings: ConsumerSettings,
+    pulling: Pulling,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
     settings.validate()?;
+    let config = match pulling {
+        Pulling::Shared => consumer_config(&spec, &settings),
+        Pulling::Pinned => {
+            // One at a time: the next message of a partition waits until
+            // this one is acknowledged or dead-lettered.
+            settings.concurrency = 1;
+            partition_config(&spec, &settings)
+        }
+    };
     let stream = js
         .get_stream(&spec.stream)
         .await
         .map_err(|e| Error::jetstream(format!("get stream {}", spec.stream), e))?;
     let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .create_consumer(consumer_config(&spec, &settings))
+        .create_consumer(config)
         .await
         .map_err(|e| Error::jetstream(format!("create consumer {}", spec.durable), e))?;
     tracing::info!(consumer = %spec.durable, stream = %spec.stream, "consumer started");
+    // A pinned replica keeps its pin only while it pulls: each pull must
+    // end (and the next begin) well within the pin timeout. Pinned pulls
+    // ask for no idle heartbeats: the server sends none to a replica on
+    // standby, and a pull stream that gives up on missed heartbeats comes
+    // back as a new client, on standby behind its own old pin.
+    let (expires, heartbeat) = match pulling {
+        Pulling::Shared => (Duration::from_secs(30), Some(Duration::from_secs(5))),
+        Pulling::Pinned => (settings.pin_timeout / 3, None),
+    };
 
     let ctx = Arc::new(Runner {
         js,
@@ -230,13 +364,17 @@ where
     let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
     let mut tasks = JoinSet::new();
     'outer: while !shutdown.is_cancelled() {
-        let messages = consumer
+        let mut pull = consumer
             .stream()
             .max_messages_per_batch(ctx.settings.concurrency)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await;
+            .expires(expires);
+        if let Some(heartbeat) = heartbeat {
+            pull = pull.heartbeat(heartbeat);
+        }
+        if pulling == Pulling::Pinned {
+            pull = pull.group(PINNED_GROUP);
+        }
+        let messages = pull.messages().await;
         let mut messages = match messages {
             Ok(m) => m,
             Err(err) => {

@@ -11,7 +11,7 @@ use async_nats::{
     Client, ConnectOptions, ServerAddr,
     jetstream::{
         self,
-        stream::{Config as StreamConfig, RetentionPolicy, StorageType},
+        stream::{Config as StreamConfig, RetentionPolicy, StorageType, SubjectTransform},
     },
 };
 use jetshop_contracts::streams::{Retention, StreamSpec};
@@ -128,6 +128,12 @@ pub fn stream_config(spec: &StreamSpec, replicas: u8) -> StreamConfig {
         duplicate_window: spec.duplicate_window,
         num_replicas: usize::from(replicas),
         allow_direct: true,
+        subject_transform: spec.partition_transform().map(|(source, destination)| {
+            SubjectTransform {
+                source,
+                destination,
+            }
+        }),
         ..Default::default()
     }
 }
@@ -152,6 +158,7 @@ pub async fn provision_streams(
                     || current.max_age != wanted.max_age
                     || current.duplicate_window != wanted.duplicate_window
                     || current.num_replicas != wanted.num_replicas
+                    || current.subject_transform != wanted.subject_transform
                     || current.description != wanted.description;
                 if changed {
                     js.update_stream(&wanted)

@@ -44,6 +44,7 @@ pub fn consumer_settings() -> ConsumerSettings {
         ],
         ack_wait: Duration::from_secs(10),
         concurrency: 16,
+        pin_timeout: Duration::from_secs(2),
     }
 }
 

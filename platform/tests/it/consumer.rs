@@ -34,6 +34,7 @@ fn settings(max_deliver: i64, backoff_ms: &[u64], ack_wait: Duration) -> Consume
             .collect(),
         ack_wait,
         concurrency: 4,
+        ..Default::default()
     }
 }
 

@@ -39,6 +39,7 @@ fn settings() -> ConsumerSettings {
         backoff: vec![Duration::from_millis(100)],
         ack_wait: Duration::from_secs(5),
         concurrency: 2,
+        ..Default::default()
     }
 }
 

@@ -10,4 +10,5 @@ mod dlq;
 mod host;
 mod nats;
 mod outbox;
+mod per_key;
 mod rpc;

@@ -46,6 +46,7 @@ impl TestCatalog {
                 backoff: vec![Duration::from_millis(100)],
                 ack_wait: Duration::from_secs(5),
                 concurrency: 8,
+                ..Default::default()
             },
             ..CatalogSettings::for_database(db.url.clone())
         };

@@ -77,6 +77,7 @@ async fn the_same_event_twice_under_different_ids_and_redelivered_is_one_email()
             backoff: vec![Duration::from_millis(100)],
             ack_wait: Duration::from_secs(5),
             concurrency: 8,
+            pin_timeout: Duration::from_secs(2),
         },
         ..Options::default()
     })

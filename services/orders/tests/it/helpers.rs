@@ -28,6 +28,7 @@ pub fn consumer_settings() -> ConsumerSettings {
         backoff: vec![Duration::from_millis(100)],
         ack_wait: Duration::from_secs(5),
         concurrency: 8,
+        pin_timeout: Duration::from_secs(2),
     }
 }
 

@@ -67,6 +67,7 @@ pub fn test_settings(url: &str) -> PaymentsSettings {
             backoff: vec![Duration::from_millis(100)],
             ack_wait: Duration::from_secs(10),
             concurrency: 8,
+            pin_timeout: Duration::from_secs(2),
         },
         ..PaymentsSettings::for_database(url)
     }
