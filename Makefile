@@ -26,7 +26,7 @@ JETSHOP_RELEASE = $${CARGO_TARGET_DIR:-target}/release/jetshop
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: nats-server
 nats-server: ## install a nats-server >= 2.10 unless one is on PATH
@@ -49,6 +49,17 @@ nextest:
 .PHONY: up
 up: nats-server release ## build in release mode and run everything with the demo catalog
 	$(NATS_SERVER) $(JETSHOP_RELEASE) up --seed-demo
+
+# `make cluster` (and its smoke) run JETSHOP=<path> as it is when
+# given, else they build the release binary first, as `make up` does.
+CLUSTER_JETSHOP = $(if $(JETSHOP),$(JETSHOP),$(JETSHOP_RELEASE))
+CLUSTER_BUILD = $(if $(JETSHOP),,release)
+# Extra flags for ops/scripts/cluster: CLUSTER_ARGS=--fresh drops its databases and work dir first.
+CLUSTER_ARGS ?=
+
+.PHONY: cluster
+cluster: nats-server redis $(CLUSTER_BUILD) ## the scaled system on this machine: 3 NATS nodes, 2 processes of every part on PostgreSQL, until Ctrl-C
+	$(NATS_SERVER) ops/scripts/cluster --jetshop "$(CLUSTER_JETSHOP)" $(CLUSTER_ARGS)
 
 .PHONY: release
 release: ## release build of the jetshop binary (what `make up` runs)
