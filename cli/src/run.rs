@@ -204,6 +204,10 @@ where
         _ = shutdown.cancelled() => return Ok(()),
     };
     let rt = Runtime::new(client.clone(), nats.replicas);
+    // `/readyz` says "starting" until the service serves: without this it
+    // answered 200 (no checks yet) while the service was still migrating
+    // and provisioning its streams, or about to fail doing so.
+    rt.health.expect(name).await;
 
     let mut parts = Supervisor::new();
     let service_rt = rt.clone();
