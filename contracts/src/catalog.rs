@@ -298,24 +298,45 @@ impl Event for StockAdjusted {
 }
 impl Command for ReserveStock {
     const SUBJECT: &'static str = subj::RESERVE_STOCK;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Command for ReleaseStock {
     const SUBJECT: &'static str = subj::RELEASE_STOCK;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Command for CommitReservation {
     const SUBJECT: &'static str = subj::COMMIT_RESERVATION;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Event for StockReserved {
     const SUBJECT: &'static str = subj::STOCK_RESERVED;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Event for StockRejected {
     const SUBJECT: &'static str = subj::STOCK_REJECTED;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Event for StockReleased {
     const SUBJECT: &'static str = subj::STOCK_RELEASED;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Event for ReservationCommitted {
     const SUBJECT: &'static str = subj::RESERVATION_COMMITTED;
+    fn subject(&self) -> std::borrow::Cow<'static, str> {
+        crate::subjects::keyed::subject(Self::SUBJECT, self.order_id).into()
+    }
 }
 impl Rpc for GetProduct {
     type Reply = Product;

@@ -1,6 +1,8 @@
 //! What makes a type a message: a stable type name, a schema version and,
 //! for events and commands, the subject it travels on.
 
+use std::borrow::Cow;
+
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Any payload that crosses NATS. `TYPE` goes into the `Jetshop-Type`
@@ -17,14 +19,26 @@ pub trait Message:
 
 /// A fact that happened, published to its context's events stream.
 pub trait Event: Message {
-    /// The subject this event is published on.
+    /// The subject this kind of event is published on.
     const SUBJECT: &'static str;
+
+    /// The subject this one event is published on: [`Self::SUBJECT`], or,
+    /// for an event about one order, that with the order's id appended
+    /// ([`crate::subjects::keyed`]), so its stream partitions it by order.
+    fn subject(&self) -> Cow<'static, str> {
+        Cow::Borrowed(Self::SUBJECT)
+    }
 }
 
 /// A request to act, published to the owning context's commands stream.
 pub trait Command: Message {
-    /// The subject this command is published on.
+    /// The subject this kind of command is published on.
     const SUBJECT: &'static str;
+
+    /// The subject this one command is published on; see [`Event::subject`].
+    fn subject(&self) -> Cow<'static, str> {
+        Cow::Borrowed(Self::SUBJECT)
+    }
 }
 
 /// A synchronous request-reply pair served over the NATS micro protocol.
@@ -37,7 +51,8 @@ pub trait Rpc: Message {
 
 /// Implement [`Message`] for a wire type with version 1, and optionally the
 /// trait that gives it a subject: `wire!(T, "ctx.name", event SUBJ)`,
-/// `command SUBJ` or `rpc SUBJ => Reply`.
+/// `command SUBJ` or `rpc SUBJ => Reply`; `event SUBJ, per order` (or
+/// `command`) for a message about one order, keyed by its `order_id`.
 macro_rules! wire {
     ($ty:ty, $name:literal) => {
         impl $crate::Message for $ty {
@@ -49,6 +64,24 @@ macro_rules! wire {
         $crate::message::wire!($ty, $name);
         impl $crate::Event for $ty {
             const SUBJECT: &'static str = $subject;
+        }
+    };
+    ($ty:ty, $name:literal, event $subject:expr, per order) => {
+        $crate::message::wire!($ty, $name);
+        impl $crate::Event for $ty {
+            const SUBJECT: &'static str = $subject;
+            fn subject(&self) -> std::borrow::Cow<'static, str> {
+                $crate::subjects::keyed::subject($subject, self.order_id).into()
+            }
+        }
+    };
+    ($ty:ty, $name:literal, command $subject:expr, per order) => {
+        $crate::message::wire!($ty, $name);
+        impl $crate::Command for $ty {
+            const SUBJECT: &'static str = $subject;
+            fn subject(&self) -> std::borrow::Cow<'static, str> {
+                $crate::subjects::keyed::subject($subject, self.order_id).into()
+            }
         }
     };
     ($ty:ty, $name:literal, command $subject:expr) => {

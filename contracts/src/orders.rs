@@ -382,19 +382,20 @@ pub struct RetrySaga {
 wire!(LineRequest, "orders.line-request");
 wire!(OrderLine, "orders.order-line");
 wire!(OrderRef, "orders.order-ref");
-wire!(PlaceOrder, "orders.place-order", command subj::PLACE_ORDER);
-wire!(CancelOrder, "orders.cancel-order", command subj::CANCEL_ORDER);
-wire!(OrderPlaced, "orders.placed", event subj::PLACED);
-wire!(OrderStockReserved, "orders.stock-reserved", event subj::STOCK_RESERVED);
-wire!(OrderPaymentAuthorized, "orders.payment-authorized", event subj::PAYMENT_AUTHORIZED);
-wire!(OrderPaymentCaptured, "orders.payment-captured", event subj::PAYMENT_CAPTURED);
-wire!(OrderConfirmed, "orders.confirmed", event subj::CONFIRMED);
+wire!(PlaceOrder, "orders.place-order", command subj::PLACE_ORDER, per order);
+wire!(CancelOrder, "orders.cancel-order", command subj::CANCEL_ORDER, per order);
+wire!(OrderPlaced, "orders.placed", event subj::PLACED, per order);
+wire!(OrderStockReserved, "orders.stock-reserved", event subj::STOCK_RESERVED, per order);
+wire!(OrderPaymentAuthorized, "orders.payment-authorized", event subj::PAYMENT_AUTHORIZED, per order);
+wire!(OrderPaymentCaptured, "orders.payment-captured", event subj::PAYMENT_CAPTURED, per order);
+wire!(OrderConfirmed, "orders.confirmed", event subj::CONFIRMED, per order);
 wire!(
     OrderCancellationRequested,
     "orders.cancellation-requested",
-    event subj::CANCELLATION_REQUESTED
+    event subj::CANCELLATION_REQUESTED,
+    per order
 );
-wire!(OrderCancelled, "orders.cancelled", event subj::CANCELLED);
+wire!(OrderCancelled, "orders.cancelled", event subj::CANCELLED, per order);
 wire!(OrderView, "orders.order");
 wire!(GetOrder, "orders.get-order", rpc subj::RPC_ORDER_GET => OrderView);
 wire!(OrderPage, "orders.order-page");

@@ -114,12 +114,12 @@ pub struct PaymentRefunded {
     pub amount: Money,
 }
 
-wire!(AuthorizePayment, "payments.authorize", command subj::AUTHORIZE);
-wire!(CapturePayment, "payments.capture", command subj::CAPTURE);
-wire!(VoidPayment, "payments.void", command subj::VOID);
-wire!(RefundPayment, "payments.refund", command subj::REFUND);
-wire!(PaymentAuthorized, "payments.authorized", event subj::AUTHORIZED);
-wire!(PaymentDeclined, "payments.declined", event subj::DECLINED);
-wire!(PaymentCaptured, "payments.captured", event subj::CAPTURED);
-wire!(PaymentVoided, "payments.voided", event subj::VOIDED);
-wire!(PaymentRefunded, "payments.refunded", event subj::REFUNDED);
+wire!(AuthorizePayment, "payments.authorize", command subj::AUTHORIZE, per order);
+wire!(CapturePayment, "payments.capture", command subj::CAPTURE, per order);
+wire!(VoidPayment, "payments.void", command subj::VOID, per order);
+wire!(RefundPayment, "payments.refund", command subj::REFUND, per order);
+wire!(PaymentAuthorized, "payments.authorized", event subj::AUTHORIZED, per order);
+wire!(PaymentDeclined, "payments.declined", event subj::DECLINED, per order);
+wire!(PaymentCaptured, "payments.captured", event subj::CAPTURED, per order);
+wire!(PaymentVoided, "payments.voided", event subj::VOIDED, per order);
+wire!(PaymentRefunded, "payments.refunded", event subj::REFUNDED, per order);

@@ -89,7 +89,7 @@ pub fn catalog_events() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
-        partitions: None,
+        partitions: Some(KEY_PARTITIONS),
         description: "Facts published by the catalog service",
     }
 }
@@ -102,7 +102,7 @@ pub fn catalog_commands() -> StreamSpec {
         retention: Retention::WorkQueue,
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
-        partitions: None,
+        partitions: Some(KEY_PARTITIONS),
         description: "Commands for the catalog service",
     }
 }
@@ -146,40 +146,48 @@ fn commands(name: &'static str, filter: &str, description: &'static str) -> Stre
     }
 }
 
+/// `spec`, partitioned by order ([`KEY_PARTITIONS`]).
+fn keyed(spec: StreamSpec) -> StreamSpec {
+    StreamSpec {
+        partitions: Some(KEY_PARTITIONS),
+        ..spec
+    }
+}
+
 /// The order aggregate's events, as stored in the orders database.
 pub fn orders_events() -> StreamSpec {
-    events(
+    keyed(events(
         ORDERS_EVENTS,
         subjects::orders::EVENTS_ALL,
         "Events of the order aggregate",
-    )
+    ))
 }
 
 /// Commands for the orders service (place, cancel).
 pub fn orders_commands() -> StreamSpec {
-    commands(
+    keyed(commands(
         ORDERS_COMMANDS,
         subjects::orders::COMMANDS_ALL,
         "Commands for the orders service",
-    )
+    ))
 }
 
 /// Facts published by the payments service.
 pub fn payments_events() -> StreamSpec {
-    events(
+    keyed(events(
         PAYMENTS_EVENTS,
         subjects::payments::EVENTS_ALL,
         "Facts published by the payments service",
-    )
+    ))
 }
 
 /// Commands for the payments service (authorize, capture, void, refund).
 pub fn payments_commands() -> StreamSpec {
-    commands(
+    keyed(commands(
         PAYMENTS_COMMANDS,
         subjects::payments::COMMANDS_ALL,
         "Commands for the payments service",
-    )
+    ))
 }
 
 /// Facts published by the notifications service.
@@ -235,16 +243,14 @@ mod tests {
 
     #[test]
     fn a_partitioned_stream_appends_the_partition_of_the_key_token() {
-        assert_eq!(payments_events().partition_transform(), None);
-        let spec = StreamSpec {
-            partitions: Some(8),
-            ..payments_events()
-        };
+        assert_eq!(users_events().partition_transform(), None);
         assert_eq!(
-            spec.partition_transform(),
+            payments_events().partition_transform(),
             Some((
                 "payments.events.*.*".to_owned(),
-                "payments.events.{{wildcard(1)}}.{{wildcard(2)}}.{{partition(8,2)}}".to_owned()
+                format!(
+                    "payments.events.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{partition({KEY_PARTITIONS},2)}}}}"
+                )
             ))
         );
     }

@@ -325,6 +325,11 @@ pub mod keyed {
         subject.split('.').nth(3)
     }
 
+    /// The filter that takes every key's `base` messages, partitioned or not.
+    pub fn every(base: &str) -> String {
+        format!("{base}.>")
+    }
+
     /// The filter that takes `base`'s messages of one partition, as a
     /// partitioned stream stores them (`base.<key>.<partition>`).
     pub fn in_partition(base: &str, partition: u32) -> String {

@@ -123,7 +123,8 @@ pub struct Delivery {
     pub stream_sequence: u64,
     /// 1 for the first delivery, more for redeliveries.
     pub delivered: i64,
-    /// The durable consumer delivering it.
+    /// The consumer delivering it (a per-key consumer's name, not its
+    /// partition's durable).
     pub consumer: String,
 }
 
@@ -234,7 +235,8 @@ where
     H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    run_pulling(js, spec, settings, Pulling::Shared, handler, shutdown).await
+    let name = spec.durable.clone();
+    run_pulling(js, spec, name, settings, Pulling::Shared, handler, shutdown).await
 }
 
 /// Run a consumer whose messages of one key must be handled in the order
@@ -290,6 +292,7 @@ where
         runs.spawn(run_pulling(
             js.clone(),
             part,
+            spec.durable.clone(),
             settings.clone(),
             Pulling::Pinned,
             handler.clone(),
@@ -314,9 +317,13 @@ where
     result
 }
 
+/// `name` is the consumer as the service knows it: a partition's durable
+/// reports deliveries, metrics and dead letters under it, so operators and
+/// the inbox see one consumer whatever the partitioning.
 async fn run_pulling<H, Fut>(
     js: jetstream::Context,
     spec: ConsumerSpec,
+    name: String,
     mut settings: ConsumerSettings,
     pulling: Pulling,
     handler: H,
@@ -358,6 +365,7 @@ where
     let ctx = Arc::new(Runner {
         js,
         spec,
+        name,
         settings,
         shutdown: shutdown.clone(),
     });
@@ -425,6 +433,8 @@ where
 struct Runner {
     js: jetstream::Context,
     spec: ConsumerSpec,
+    /// The consumer's name for deliveries, metrics and dead letters.
+    name: String,
     settings: ConsumerSettings,
     /// Ends the in-place retries of a message whose dependency is down.
     shutdown: CancellationToken,
@@ -444,7 +454,7 @@ impl Runner {
                 return;
             }
         };
-        let durable = self.spec.durable.clone();
+        let durable = self.name.clone();
         metrics::counter!(m::CONSUMER_DELIVERIES, "consumer" => durable.clone()).increment(1);
         if delivered > 1 {
             metrics::counter!(m::CONSUMER_REDELIVERIES, "consumer" => durable.clone()).increment(1);

@@ -115,5 +115,5 @@ pub async fn send_command<C: jetshop_contracts::Command>(
     command: &C,
     meta: &MessageMeta,
 ) -> Result<u64, Error> {
-    publish(js, C::SUBJECT, command_id, command, meta).await
+    publish(js, &command.subject(), command_id, command, meta).await
 }

@@ -127,7 +127,7 @@ pub async fn enqueue<C: ConnectionTrait, E: Event>(
     meta: &MessageMeta,
 ) -> Result<String, Error> {
     let id = new_message_id().to_string();
-    insert(db, E::SUBJECT, &id, event, meta).await?;
+    insert(db, &event.subject(), &id, event, meta).await?;
     Ok(id)
 }
 
@@ -139,7 +139,7 @@ pub async fn enqueue_event_as<C: ConnectionTrait, E: Event>(
     event_id: &str,
     meta: &MessageMeta,
 ) -> Result<(), Error> {
-    insert(db, E::SUBJECT, event_id, event, meta).await
+    insert(db, &event.subject(), event_id, event, meta).await
 }
 
 /// Add `command` to the outbox under a message id the caller chose, inside
@@ -152,7 +152,7 @@ pub async fn enqueue_command<C: ConnectionTrait, M: Command>(
     message_id: &str,
     meta: &MessageMeta,
 ) -> Result<(), Error> {
-    insert(db, M::SUBJECT, message_id, command, meta).await
+    insert(db, &command.subject(), message_id, command, meta).await
 }
 
 async fn insert<C: ConnectionTrait, M: Message>(

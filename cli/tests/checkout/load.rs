@@ -12,7 +12,7 @@ use std::sync::{
 use async_nats::jetstream::{AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use jetshop_contracts::streams;
-use jetshop_platform::envelope::new_message_id;
+use jetshop_platform::{consumer, envelope::new_message_id};
 
 use crate::{
     invariants,
@@ -114,6 +114,9 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
 
     // And some deliveries are taken by another puller of the saga's own
     // durable consumers and nak'd, so the service gets them redelivered.
+    // The saga's consumers are per key: the puller stands by in each
+    // partition's pinned group, and the pins are released now and then so
+    // the server hands partitions back and forth between it and the service.
     let nakked = Arc::new(AtomicUsize::new(0));
     let mut nakkers = Vec::new();
     for (stream, durable) in [
@@ -121,8 +124,15 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
         (streams::CATALOG_EVENTS, "orders-saga-stock"),
     ] {
         let stream = system.js.get_stream(stream).await.unwrap();
-        let consumer: PullConsumer = stream.get_consumer(durable).await.unwrap();
-        nakkers.push(tokio::spawn(nak_some(consumer, nakked.clone())));
+        for partition in partitions(durable) {
+            let consumer: PullConsumer = stream.get_consumer(&partition).await.unwrap();
+            nakkers.push(tokio::spawn(nak_some(
+                stream.clone(),
+                consumer,
+                nakked.clone(),
+            )));
+        }
+        nakkers.push(tokio::spawn(move_pins(stream, durable)));
     }
 
     let orders = system.place_many(60, &products).await;
@@ -157,7 +167,9 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
         (streams::ORDERS_EVENTS, "notifications-orders"),
     ] {
         let s = system.js.get_stream(stream).await.unwrap();
-        s.delete_consumer(durable).await.unwrap();
+        for durable in durables_of(durable) {
+            s.delete_consumer(&durable).await.unwrap();
+        }
     }
     system.start_orders().await;
     system.start_notifications().await;
@@ -167,29 +179,72 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
         (streams::PAYMENTS_EVENTS, "orders-saga-payments"),
         (streams::ORDERS_EVENTS, "notifications-orders"),
     ] {
-        system.wait_consumed(stream, durable).await;
+        for durable in durables_of(durable) {
+            system.wait_consumed(stream, &durable).await;
+        }
     }
     invariants::check(&system, &products, &orders).await;
     system.shutdown().await;
 }
 
-/// Take a few deliveries now and then from a service's durable consumer
-/// and nak them: the server redelivers them (to the service or here).
-async fn nak_some(consumer: PullConsumer, nakked: Arc<AtomicUsize>) {
+/// The partitions' durables of a per-key consumer.
+fn partitions(durable: &str) -> Vec<String> {
+    (0..streams::KEY_PARTITIONS)
+        .map(|p| format!("{durable}-p{p}"))
+        .collect()
+}
+
+/// The server-side durables of a service's consumer: per key for the
+/// saga's, one for the others.
+fn durables_of(durable: &str) -> Vec<String> {
+    if durable.starts_with("orders-saga-") {
+        partitions(durable)
+    } else {
+        vec![durable.to_owned()]
+    }
+}
+
+/// Stand by in a partition's pinned group; when the server pins this
+/// puller, nak the one message it hands over and give the pin back at once,
+/// so the server redelivers that message, most likely to the service. One
+/// message per pin keeps every message far from its last delivery.
+async fn nak_some(
+    stream: async_nats::jetstream::stream::Stream,
+    consumer: PullConsumer,
+    nakked: Arc<AtomicUsize>,
+) {
+    let name = consumer.cached_info().name.clone();
     loop {
-        if let Ok(mut batch) = consumer
-            .fetch()
-            .max_messages(2)
-            .expires(Duration::from_millis(200))
+        let pull = consumer
+            .stream()
+            .group(consumer::PINNED_GROUP)
+            .max_messages_per_batch(1)
+            .expires(Duration::from_millis(500))
             .messages()
-            .await
+            .await;
+        if let Ok(mut messages) = pull
+            && let Some(Ok(m)) = messages.next().await
         {
-            while let Some(Ok(m)) = batch.next().await {
-                if m.ack_with(AckKind::Nak(None)).await.is_ok() {
-                    nakked.fetch_add(1, Ordering::Relaxed);
-                }
+            drop(messages);
+            if m.ack_with(AckKind::Nak(None)).await.is_ok() {
+                nakked.fetch_add(1, Ordering::Relaxed);
             }
+            let _ = stream.unpin_consumer(&name, consumer::PINNED_GROUP).await;
         }
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Release the pins of a per-key consumer's partitions now and then, so
+/// the server pins one of the waiting pullers again (the service's, or a
+/// nakker's).
+async fn move_pins(stream: async_nats::jetstream::stream::Stream, durable: &'static str) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        for partition in partitions(durable) {
+            let _ = stream
+                .unpin_consumer(&partition, consumer::PINNED_GROUP)
+                .await;
+        }
     }
 }

@@ -651,7 +651,7 @@ async fn send<C: Command>(
         match send_command(js, &id, command, meta).await {
             Ok(_) => return Ok(()),
             Err(err) if attempt < PUBLISH_ATTEMPTS => {
-                tracing::warn!(error = %err, attempt, subject = C::SUBJECT, "publish failed; retrying");
+                tracing::warn!(error = %err, attempt, subject = %command.subject(), "publish failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 attempt += 1;
             }

@@ -106,7 +106,7 @@ pub async fn handle(
         tracing::info!(message_id = %d.dedupe_id(), "command already applied; skipping");
         return Ok(None);
     }
-    let changed = match d.subject.as_str() {
+    let changed = match subjects::keyed::base(&d.subject) {
         subjects::catalog::CREATE_PRODUCT => create(&txn, d.decode()?, &meta).await.map(one),
         subjects::catalog::UPDATE_PRODUCT => update(&txn, d.decode()?, &meta).await.map(one),
         subjects::catalog::ADJUST_STOCK => adjust(&txn, d.decode()?, &meta).await.map(one),

@@ -57,8 +57,8 @@ pub async fn run_orders(
         durable: ORDERS_CONSUMER.into(),
         description: "Emails (and webhooks) for confirmed and cancelled orders".into(),
         filter_subjects: vec![
-            subjects::orders::CONFIRMED.into(),
-            subjects::orders::CANCELLED.into(),
+            subjects::keyed::every(subjects::orders::CONFIRMED),
+            subjects::keyed::every(subjects::orders::CANCELLED),
         ],
     };
     let handler = move |d: Delivery| {
@@ -90,7 +90,7 @@ pub async fn run_users(
 
 /// Handle one orders event.
 pub async fn handle_order_event(deps: &Deps, d: &Delivery) -> Result<(), HandlerError> {
-    match d.subject.as_str() {
+    match subjects::keyed::base(&d.subject) {
         subjects::orders::CONFIRMED => {
             let e: OrderConfirmed = d.decode()?;
             let outcome = OrderOutcome {

@@ -153,7 +153,7 @@ impl TestApp {
         let id = Uuid::now_v7().to_string();
         envelope::publish(
             &self.js,
-            E::SUBJECT,
+            &event.subject(),
             &id,
             event,
             &MessageMeta::correlated("test-correlation"),

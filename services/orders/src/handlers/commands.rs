@@ -43,14 +43,27 @@ pub async fn run(
         stream: streams::ORDERS_COMMANDS.into(),
         durable: CONSUMER.into(),
         description: "Places and cancels orders".into(),
-        filter_subjects: vec![],
+        filter_subjects: vec![
+            subjects::orders::PLACE_ORDER.into(),
+            subjects::orders::CANCEL_ORDER.into(),
+        ],
     };
     let handler = move |d: Delivery| {
         let engine = engine.clone();
         let catalog = catalog.clone();
         async move { handle(&engine, &catalog, &d).await }
     };
-    consumer::run(js, spec, settings, handler, shutdown).await
+    // An order's cancel is applied after its placement, whichever replica
+    // holds the order's partition.
+    consumer::run_per_key(
+        js,
+        spec,
+        streams::KEY_PARTITIONS,
+        settings,
+        handler,
+        shutdown,
+    )
+    .await
 }
 
 /// Apply one command.
@@ -60,7 +73,7 @@ pub async fn handle(
     d: &Delivery,
 ) -> Result<(), HandlerError> {
     let meta = d.meta.caused_by();
-    match d.subject.as_str() {
+    match subjects::keyed::base(&d.subject) {
         subjects::orders::PLACE_ORDER => place(engine, catalog, d, d.decode()?, &meta).await,
         subjects::orders::CANCEL_ORDER => cancel(engine, d, d.decode()?, &meta).await,
         other => Err(HandlerError::Permanent(format!(

@@ -13,7 +13,7 @@ use jetshop_contracts::{
         PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
     },
     streams,
-    subjects::{catalog as cat, payments as pay},
+    subjects::{self, catalog as cat, payments as pay},
 };
 use jetshop_platform::{
     config::ConsumerSettings,
@@ -61,7 +61,13 @@ pub async fn run_payments(
         stream: streams::PAYMENTS_EVENTS.into(),
         durable: PAYMENTS_CONSUMER.into(),
         description: "Feeds payment outcomes to the order saga".into(),
-        filter_subjects: vec![],
+        filter_subjects: vec![
+            pay::AUTHORIZED.into(),
+            pay::DECLINED.into(),
+            pay::CAPTURED.into(),
+            pay::VOIDED.into(),
+            pay::REFUNDED.into(),
+        ],
     };
     run(js, spec, engine, settings, shutdown).await
 }
@@ -77,7 +83,17 @@ async fn run(
         let engine = engine.clone();
         async move { handle(&engine, &d).await }
     };
-    consumer::run(js, spec, settings, handler, shutdown).await
+    // A saga takes its order's answers in the order they were published,
+    // whichever replica holds the order's partition.
+    consumer::run_per_key(
+        js,
+        spec,
+        streams::KEY_PARTITIONS,
+        settings,
+        handler,
+        shutdown,
+    )
+    .await
 }
 
 /// Feed one event to its order's saga.
@@ -100,7 +116,7 @@ pub async fn handle(engine: &Engine, d: &Delivery) -> Result<(), HandlerError> {
 
 /// The order and saga input an event stands for.
 fn input_of(d: &Delivery) -> Result<Option<(Uuid, Input)>, HandlerError> {
-    Ok(Some(match d.subject.as_str() {
+    Ok(Some(match subjects::keyed::base(&d.subject) {
         cat::STOCK_RESERVED => (d.decode::<StockReserved>()?.order_id, Input::StockReserved),
         cat::STOCK_REJECTED => {
             let e: StockRejected = d.decode()?;

@@ -139,7 +139,7 @@ impl Shop {
     pub async fn publish<E: Event>(&self, event: &E) {
         envelope::publish(
             &self.js,
-            E::SUBJECT,
+            &event.subject(),
             &Uuid::now_v7().to_string(),
             event,
             &MessageMeta::correlated("orders-test"),

@@ -101,7 +101,7 @@ enum Command {
 
 impl Command {
     fn decode(d: &Delivery) -> Result<Self, HandlerError> {
-        Ok(match d.subject.as_str() {
+        Ok(match subjects::keyed::base(&d.subject) {
             subjects::payments::AUTHORIZE => {
                 let cmd: AuthorizePayment = d.decode()?;
                 Command::Authorize(AuthorizeSpec::parse(&cmd)?)

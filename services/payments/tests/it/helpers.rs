@@ -184,7 +184,7 @@ impl TestPayments {
         h.insert(headers::REPLAY_ORIGINAL_MSG_ID, original_id);
         let payload = Encoding::MsgPack.encode(cmd).unwrap();
         self.js
-            .publish_with_headers(C::SUBJECT, h, payload.into())
+            .publish_with_headers(cmd.subject().into_owned(), h, payload.into())
             .await
             .unwrap()
             .await
