@@ -138,53 +138,131 @@ pub fn stream_config(spec: &StreamSpec, replicas: u8) -> StreamConfig {
     }
 }
 
+/// How long a starting process waits for JetStream to take its streams:
+/// on a fresh cluster every process provisions at once while the nodes
+/// still elect their leaders, and a replica that gave up then would not
+/// start at all.
+const PROVISION_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Create each stream, or update it when its spec changed. Safe to run from
-/// every replica at every start.
+/// every replica at every start. A failure that passes by itself (a timed
+/// out request, the cluster electing a leader or short of a peer) is
+/// retried with backoff for up to [`PROVISION_PATIENCE`]; anything else
+/// (a spec the server refuses) fails at once.
 pub async fn provision_streams(
     js: &jetstream::Context,
     specs: &[StreamSpec],
     replicas: u8,
 ) -> Result<(), Error> {
     for spec in specs {
-        let wanted = stream_config(spec, replicas);
-        match js.get_stream(spec.name).await {
-            Ok(mut stream) => {
-                let info = stream
-                    .info()
-                    .await
-                    .map_err(|e| Error::jetstream(format!("info {}", spec.name), e))?;
-                let current = &info.config;
-                let changed = current.subjects != wanted.subjects
-                    || current.max_age != wanted.max_age
-                    || current.duplicate_window != wanted.duplicate_window
-                    || current.num_replicas != wanted.num_replicas
-                    || current.subject_transform != wanted.subject_transform
-                    || current.description != wanted.description;
-                if changed {
-                    js.update_stream(&wanted)
-                        .await
-                        .map_err(|e| Error::jetstream(format!("update stream {}", spec.name), e))?;
-                    tracing::info!(stream = spec.name, "stream updated to its current spec");
+        let deadline = tokio::time::Instant::now() + PROVISION_PATIENCE;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match provision_stream(js, spec, replicas).await {
+                Ok(()) => break,
+                Err(Failed { error, settling }) => {
+                    if !settling || tokio::time::Instant::now() + delay > deadline {
+                        return Err(error);
+                    }
+                    tracing::warn!(stream = spec.name, error = %error, retry_in = ?delay, "JetStream is not ready for the stream yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
-            }
-            Err(err)
-                if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
-                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-            {
-                js.create_stream(wanted)
-                    .await
-                    .map_err(|e| Error::jetstream(format!("create stream {}", spec.name), e))?;
-                tracing::info!(stream = spec.name, "stream created");
-            }
-            Err(err) => {
-                return Err(Error::jetstream(
-                    format!("look up stream {}", spec.name),
-                    err,
-                ));
             }
         }
     }
     Ok(())
+}
+
+/// A provisioning step that failed, and whether it may pass by itself.
+struct Failed {
+    error: Error,
+    settling: bool,
+}
+
+impl Failed {
+    fn new(what: String, source: impl Into<async_nats::Error>, settling: bool) -> Self {
+        Self {
+            error: Error::jetstream(what, source),
+            settling,
+        }
+    }
+}
+
+/// Whether a JetStream API error is the cluster settling (electing a
+/// leader, a peer missing or starting) rather than a refusal of the spec.
+fn cluster_settling(code: jetstream::ErrorCode) -> bool {
+    use jetstream::ErrorCode as C;
+    [
+        C::CLUSTER_NOT_AVAILABLE,
+        C::CLUSTER_NOT_ACTIVE,
+        C::CLUSTER_NOT_LEADER,
+        C::CLUSTER_NOT_ASSIGNED,
+        C::CLUSTER_INCOMPLETE,
+        C::CLUSTER_NO_PEERS,
+        C::INSUFFICIENT_RESOURCES,
+    ]
+    .contains(&code)
+}
+
+async fn provision_stream(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    replicas: u8,
+) -> Result<(), Failed> {
+    use jetstream::context::{CreateStreamErrorKind as Create, GetStreamErrorKind as Get};
+    let create_settling = |kind: Create| match kind {
+        Create::TimedOut | Create::Response | Create::JetStreamUnavailable => true,
+        Create::JetStream(e) => cluster_settling(e.error_code()),
+        _ => false,
+    };
+    let wanted = stream_config(spec, replicas);
+    match js.get_stream(spec.name).await {
+        Ok(mut stream) => {
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| Failed::new(format!("info {}", spec.name), e, true))?;
+            let current = &info.config;
+            let changed = current.subjects != wanted.subjects
+                || current.max_age != wanted.max_age
+                || current.duplicate_window != wanted.duplicate_window
+                || current.num_replicas != wanted.num_replicas
+                || current.subject_transform != wanted.subject_transform
+                || current.description != wanted.description;
+            if changed {
+                js.update_stream(&wanted).await.map_err(|e| {
+                    let settling = create_settling(e.kind());
+                    Failed::new(format!("update stream {}", spec.name), e, settling)
+                })?;
+                tracing::info!(stream = spec.name, "stream updated to its current spec");
+            }
+            Ok(())
+        }
+        Err(err)
+            if matches!(err.kind(), Get::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(wanted).await.map_err(|e| {
+                let settling = create_settling(e.kind());
+                Failed::new(format!("create stream {}", spec.name), e, settling)
+            })?;
+            tracing::info!(stream = spec.name, "stream created");
+            Ok(())
+        }
+        Err(err) => {
+            let settling = match err.kind() {
+                Get::Request => true,
+                Get::JetStream(e) => cluster_settling(e.error_code()),
+                _ => false,
+            };
+            Err(Failed::new(
+                format!("look up stream {}", spec.name),
+                err,
+                settling,
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

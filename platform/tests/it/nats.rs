@@ -119,3 +119,39 @@ async fn a_malformed_url_is_a_configuration_error_at_once() {
     assert!(matches!(err, Error::Config(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// A process starting while the cluster has no quorum (its nodes are still
+/// starting, or electing) waits for it instead of failing its start.
+#[tokio::test]
+async fn provisioning_waits_for_a_cluster_without_quorum() {
+    let mut cluster = jetshop_testkit::NatsCluster::start(3);
+    let client = cluster.client().await;
+    cluster.kill(1);
+    cluster.kill(2);
+    let js = jetstream::new(client);
+    let provisioning = tokio::spawn({
+        let js = js.clone();
+        async move { nats::provision_streams(&js, &[test_events()], 3).await }
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !provisioning.is_finished(),
+        "provisioning gave up (or succeeded) without quorum: {:?}",
+        provisioning.await
+    );
+    cluster.restart(1);
+    cluster.restart(2);
+    tokio::time::timeout(Duration::from_secs(90), provisioning)
+        .await
+        .expect("provisioning ends once the cluster has quorum")
+        .unwrap()
+        .unwrap();
+    let info = js
+        .get_stream(test_events().name)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+}
