@@ -274,6 +274,14 @@ where
             spec.durable
         )));
     }
+    // A store from before per-key order has one durable under the plain
+    // name; on a work-queue stream it would overlap the partitions' filters
+    // and the server would refuse them. The partitions replace it.
+    if let Ok(stream) = js.get_stream(&spec.stream).await
+        && stream.delete_consumer(&spec.durable).await.is_ok()
+    {
+        tracing::warn!(consumer = %spec.durable, "removed the consumer from before per-key order; its partitions replace it");
+    }
     // One failing partition (its consumer cannot be created) stops the
     // others: a replica serving only some partitions would look healthy.
     let stop = shutdown.child_token();

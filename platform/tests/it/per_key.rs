@@ -127,6 +127,17 @@ async fn one_keys_messages_are_applied_in_order_across_replicas_and_a_takeover()
         "{first}"
     );
 
+    // A durable from before per-key order, under the consumer's plain name.
+    let stream = nats.js.get_stream(KEYED).await.unwrap();
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("keyed".into()),
+            filter_subject: "test.keyed.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
     let applied: Applied = Arc::default();
     let failed_once = Arc::default();
     // Replica A starts first and takes every pin; B stands by.
@@ -181,6 +192,13 @@ async fn one_keys_messages_are_applied_in_order_across_replicas_and_a_takeover()
     b_stop.cancel();
     b.await.unwrap().unwrap();
 
+    assert!(
+        stream
+            .get_consumer::<jetstream::consumer::pull::Config>("keyed")
+            .await
+            .is_err(),
+        "the partitions replaced the old durable"
+    );
     let applied = applied.lock().unwrap().clone();
     let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (_, key, n) in &applied {
