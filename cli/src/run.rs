@@ -205,6 +205,9 @@ where
     };
     let rt = Runtime::new(client.clone(), nats.replicas);
 
+    // Not ready until the service has migrated, provisioned and started
+    // its consumers: the admin port answers before that.
+    rt.health.expect(name).await;
     let mut parts = Supervisor::new();
     let service_rt = rt.clone();
     parts.spawn(name, move |stop| run(service_rt, stop));
