@@ -132,52 +132,132 @@ pub fn stream_config(spec: &StreamSpec, replicas: u8) -> StreamConfig {
     }
 }
 
+/// How long start-up keeps provisioning a stream through a cluster's
+/// passing trouble (a leader election, a node down, a creation raced by
+/// another replica) before the service gives up.
+const PROVISION_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Create each stream, or update it when its spec changed. Safe to run from
 /// every replica at every start.
+/// A JetStream cluster answers nothing (a timeout) or "temporarily
+/// unavailable" while it elects a leader or misses a node; two replicas
+/// starting at once may race to create the same stream. Those are retried
+/// with backoff for [`PROVISION_PATIENCE`]; an answer that no retry can
+/// change (a subject clash with another stream, a bad name) stops at once.
 pub async fn provision_streams(
     js: &jetstream::Context,
     specs: &[StreamSpec],
     replicas: u8,
 ) -> Result<(), Error> {
     for spec in specs {
-        let wanted = stream_config(spec, replicas);
-        match js.get_stream(spec.name).await {
-            Ok(mut stream) => {
-                let info = stream
-                    .info()
-                    .await
-                    .map_err(|e| Error::jetstream(format!("info {}", spec.name), e))?;
-                let current = &info.config;
-                let changed = current.subjects != wanted.subjects
-                    || current.max_age != wanted.max_age
-                    || current.duplicate_window != wanted.duplicate_window
-                    || current.num_replicas != wanted.num_replicas
-                    || current.description != wanted.description;
-                if changed {
-                    js.update_stream(&wanted)
-                        .await
-                        .map_err(|e| Error::jetstream(format!("update stream {}", spec.name), e))?;
-                    tracing::info!(stream = spec.name, "stream updated to its current spec");
+        let deadline = tokio::time::Instant::now() + PROVISION_PATIENCE;
+        let mut attempts = 0;
+        loop {
+            match provision_stream(js, spec, replicas).await {
+                Ok(()) => break,
+                Err(Provision::Retry(err)) if tokio::time::Instant::now() < deadline => {
+                    let delay = reconnect_delay(attempts);
+                    attempts += 1;
+                    tracing::warn!(stream = spec.name, error = %err, retry_in = ?delay, "cannot provision the stream yet; retrying");
+                    tokio::time::sleep(delay).await;
                 }
-            }
-            Err(err)
-                if matches!(err.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
-                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-            {
-                js.create_stream(wanted)
-                    .await
-                    .map_err(|e| Error::jetstream(format!("create stream {}", spec.name), e))?;
-                tracing::info!(stream = spec.name, "stream created");
-            }
-            Err(err) => {
-                return Err(Error::jetstream(
-                    format!("look up stream {}", spec.name),
-                    err,
-                ));
+                Err(Provision::Retry(err) | Provision::Fail(err)) => return Err(err),
             }
         }
     }
     Ok(())
+}
+
+/// Why provisioning one stream failed.
+enum Provision {
+    /// The cluster may answer differently in a moment.
+    Retry(Error),
+    /// It will not.
+    Fail(Error),
+}
+
+/// Whether a JetStream API error code is a cluster's passing state.
+fn is_passing(code: jetstream::ErrorCode) -> bool {
+    use jetstream::ErrorCode as C;
+    [
+        C::CLUSTER_NOT_AVAILABLE,
+        C::CLUSTER_NO_PEERS,
+        C::CLUSTER_INCOMPLETE,
+        C::CLUSTER_NOT_ASSIGNED,
+        C::CLUSTER_NOT_LEADER,
+        C::CLUSTER_NOT_ACTIVE,
+        C::INSUFFICIENT_RESOURCES,
+        // Another replica created it between our look-up and our create.
+        C::STREAM_NAME_EXIST,
+    ]
+    .contains(&code)
+}
+
+/// Create or update one stream.
+async fn provision_stream(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    replicas: u8,
+) -> Result<(), Provision> {
+    use jetstream::context::{CreateStreamErrorKind as Create, GetStreamErrorKind as Get};
+    let create_error = |what: String, e: jetstream::context::CreateStreamError| {
+        let retry = match e.kind() {
+            Create::TimedOut | Create::JetStreamUnavailable | Create::Response => true,
+            Create::JetStream(j) => is_passing(j.error_code()),
+            _ => false,
+        };
+        let err = Error::jetstream(what, e);
+        if retry {
+            Provision::Retry(err)
+        } else {
+            Provision::Fail(err)
+        }
+    };
+    let wanted = stream_config(spec, replicas);
+    match js.get_stream(spec.name).await {
+        Ok(mut stream) => {
+            // A stream info that times out is a cluster busy electing.
+            let info = stream.info().await.map_err(|e| {
+                Provision::Retry(Error::jetstream(format!("info {}", spec.name), e))
+            })?;
+            let current = &info.config;
+            let changed = current.subjects != wanted.subjects
+                || current.max_age != wanted.max_age
+                || current.duplicate_window != wanted.duplicate_window
+                || current.num_replicas != wanted.num_replicas
+                || current.description != wanted.description;
+            if changed {
+                js.update_stream(&wanted)
+                    .await
+                    .map_err(|e| create_error(format!("update stream {}", spec.name), e))?;
+                tracing::info!(stream = spec.name, "stream updated to its current spec");
+            }
+            Ok(())
+        }
+        Err(err)
+            if matches!(err.kind(), Get::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(wanted)
+                .await
+                .map_err(|e| create_error(format!("create stream {}", spec.name), e))?;
+            tracing::info!(stream = spec.name, "stream created");
+            Ok(())
+        }
+        Err(err) => {
+            let retry = match err.kind() {
+                Get::Request => true,
+                Get::JetStream(e) => is_passing(e.error_code()),
+                _ => false,
+            };
+            let err = Error::jetstream(format!("look up stream {}", spec.name), err);
+            Err(if retry {
+                Provision::Retry(err)
+            } else {
+                Provision::Fail(err)
+            })
+        }
+    }
 }
 
 #[cfg(test)]
