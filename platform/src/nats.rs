@@ -201,6 +201,9 @@ fn cluster_settling(code: jetstream::ErrorCode) -> bool {
         C::CLUSTER_INCOMPLETE,
         C::CLUSTER_NO_PEERS,
         C::INSUFFICIENT_RESOURCES,
+        // Another replica created it between our lookup and our create;
+        // the next attempt finds it.
+        C::STREAM_NAME_EXIST,
     ]
     .contains(&code)
 }

@@ -11,7 +11,13 @@
 //!   port, killed on drop; it can be stopped and restarted on the same port.
 //! - [`TestDb`]: a fresh database per test: a SQLite file in a temporary
 //!   folder, or a new PostgreSQL database when `TEST_DATABASE=postgres`
-//!   (dropped afterwards), so the same suite runs on both.
+//!   (dropped afterwards), so the same suite runs on both; or a database
+//!   on a test's own [`PostgresServer`].
+//! - [`PostgresServer`]: a private PostgreSQL (initdb in a temporary
+//!   folder, a free port) that a fault test may stop and start.
+//! - [`Process`]: a child process (a `jetshop run <part>` replica) with its
+//!   output in a log file, killed, terminated, paused, resumed or
+//!   restarted with the same command.
 //! - [`SpanCollector`]: an OpenTelemetry exporter that keeps finished spans
 //!   so tests can assert trace and parent ids.
 //! - [`SmtpServer`]: Python's `aiosmtpd` on a free port, keeping every
@@ -33,9 +39,13 @@ use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
 
 mod card_processor;
 mod cluster;
+mod postgres;
+mod process;
 mod smtp;
 pub use card_processor::CardProcessor;
 pub use cluster::NatsCluster;
+pub use postgres::PostgresServer;
+pub use process::Process;
 pub use smtp::SmtpServer;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
@@ -238,9 +248,15 @@ impl TestDb {
 
     /// A new, uniquely named PostgreSQL database.
     pub async fn postgres() -> Self {
-        use sea_orm::{ConnectionTrait, Database};
         let server = std::env::var("TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        Self::postgres_on(&server).await
+    }
+
+    /// A new, uniquely named database on the server at `server`
+    /// (`postgres://user@host:port`, e.g. [`PostgresServer::url`]).
+    pub async fn postgres_on(server: &str) -> Self {
+        use sea_orm::{ConnectionTrait, Database};
         let name = format!("jetshop_test_{}", uuid::Uuid::new_v4().simple());
         let admin_url = format!("{server}/postgres");
         let admin = Database::connect(&admin_url)

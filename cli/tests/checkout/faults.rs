@@ -34,7 +34,7 @@ async fn killing_the_orders_process_mid_saga_loses_and_doubles_nothing() {
     system
         .wait_terminal(&orders, Duration::from_secs(180))
         .await;
-    invariants::check(&system, &products, &orders).await;
+    invariants::check(&system.stores(), &products, &orders).await;
     system.shutdown().await;
 }
 
@@ -50,7 +50,7 @@ async fn a_nats_restart_mid_run_keeps_every_order() {
     system
         .wait_terminal(&orders, Duration::from_secs(240))
         .await;
-    invariants::check(&system, &products, &orders).await;
+    invariants::check(&system.stores(), &products, &orders).await;
     system.shutdown().await;
 }
 
@@ -89,7 +89,7 @@ async fn a_dead_lettered_placement_completes_after_replay() {
         system.order(order).await.unwrap().status,
         OrderStatus::Confirmed
     );
-    invariants::check(&system, &products, &[order]).await;
+    invariants::check(&system.stores(), &products, &[order]).await;
     system.shutdown().await;
 }
 
@@ -120,7 +120,7 @@ async fn an_open_breaker_fails_fast_and_orders_complete_after_recovery() {
         .wait_terminal(&orders, Duration::from_secs(180))
         .await;
     assert_eq!(guarded.breaker_state(), BreakerState::Closed);
-    let outcome = invariants::check(&system, &products, &orders).await;
+    let outcome = invariants::check(&system.stores(), &products, &orders).await;
     assert!(outcome.confirmed > 0, "{outcome:?}");
     system.shutdown().await;
 }

@@ -47,7 +47,7 @@ async fn hundreds_of_concurrent_orders_end_consistent() {
         .wait_terminal(&orders, Duration::from_secs(240))
         .await;
     let took = started.elapsed();
-    let outcome = invariants::check(&system, &products, &orders).await;
+    let outcome = invariants::check(&system.stores(), &products, &orders).await;
     // Figures, not assertions: see loadtests/ for benchmarks.
     println!(
         "checkout: {ORDERS} orders ({} confirmed, {} cancelled) terminal in {:.1}s: {:.1} orders/s; \
@@ -154,7 +154,7 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
         copied >= orders.len(),
         "only {copied} events were duplicated"
     );
-    invariants::check(&system, &products, &orders).await;
+    invariants::check(&system.stores(), &products, &orders).await;
 
     // Redelivery of everything: the saga's and notifications' durable
     // consumers are dropped and recreated from the start of their streams,
@@ -183,7 +183,7 @@ async fn duplicated_and_redelivered_answers_change_nothing() {
             system.wait_consumed(stream, &durable).await;
         }
     }
-    invariants::check(&system, &products, &orders).await;
+    invariants::check(&system.stores(), &products, &orders).await;
     system.shutdown().await;
 }
 

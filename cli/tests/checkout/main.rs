@@ -9,6 +9,7 @@
 //! is measured by `make bench`-style runs, never by a timed test.
 
 mod faults;
+#[path = "../shared/invariants.rs"]
 mod invariants;
 mod load;
 mod system;

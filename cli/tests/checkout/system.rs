@@ -137,6 +137,20 @@ impl System {
         system
     }
 
+    /// Where this run keeps its state, for [`crate::invariants::check`].
+    pub fn stores(&self) -> crate::invariants::Stores<'_> {
+        crate::invariants::Stores {
+            catalog_db: &self.catalog_db.url,
+            orders_db: &self.orders_db.url,
+            payments_db: &self.payments_db.url,
+            notifications_db: &self.notifications_db.url,
+            js: &self.js,
+            smtp: &self.smtp,
+            // Notifications runs in this process and is never killed.
+            resends_possible: false,
+        }
+    }
+
     async fn runtime(&self, name: &str) -> Runtime {
         Runtime::new(connect(&self.nats.url(), name).await, 1)
     }

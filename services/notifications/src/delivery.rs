@@ -14,9 +14,11 @@
 //!    the same transaction, and the consumer runner dead-letters the message
 //!    with the reason. A replay from the DLQ takes the failed row again.
 //!
-//! The one gap: a crash (or a database outage outlasting the retries
-//! below) after the message left but before `sent` is recorded. The lease
-//! then runs out and a redelivery sends again. Neither SMTP nor HTTP has
+//! The one gap: a crash (SIGKILL, power loss) after the SMTP server
+//! accepted the message but before `sent` is committed, or a database
+//! outage that outlasts the lease (the handler keeps trying to record the
+//! send for as long as its lease holds). The lease then runs out and a
+//! redelivery sends again. Neither SMTP nor HTTP has
 //! an idempotency key to prevent that; what we can do is make the
 //! duplicate recognisable: an email keeps its `Message-ID` (derived from the
 //! delivery id) so mail clients show it once, and a webhook call keeps its
@@ -31,7 +33,7 @@ use jetshop_platform::{
     envelope::MessageMeta,
     outbox::{self, OutboxNotifier},
 };
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -110,13 +112,28 @@ where
     let row = lease.delivery.clone();
     let channel = parse_channel(&row.channel)?;
     let channel_label = channel_name(channel);
+    // The connection that records the outcome is taken before sending, so
+    // that the moment between "the message left" and "sent is committed"
+    // (the gap in the module docs) is three statements long, never a wait
+    // for a pooled connection. The transaction writes nothing (and so locks
+    // nothing, on PostgreSQL or SQLite) until the message is out.
+    let recorder = match db.begin().await {
+        Ok(txn) => txn,
+        Err(err) => {
+            deliveries::release(db, id, &lease.token, &err.to_string()).await?;
+            return Err(Error::from(err).into());
+        }
+    };
     let started = std::time::Instant::now();
     let outcome = send(row.clone()).await;
     metrics::histogram!(m::SEND_DURATION, "channel" => channel_label)
         .record(started.elapsed().as_secs_f64());
     match outcome {
         Ok(detail) => {
-            record_sent(db, &row, meta).await?;
+            if let Err(err) = record_sent_in(recorder, &row, meta).await {
+                tracing::warn!(delivery_id = %id, error = %err, "cannot record a sent delivery yet; retrying while the lease lasts");
+                record_sent(db, &row, meta).await?;
+            }
             outbox.notify();
             metrics::counter!(m::SENT, "channel" => channel_label, "kind" => row.kind.clone())
                 .increment(1);
@@ -148,24 +165,35 @@ where
 }
 
 /// Mark sent and announce it, in one transaction. The message is out: a
-/// short database hiccup here must not cause a second send, so this is
-/// retried a few times before the handler gives up (and the lease, still
-/// held, keeps other handlers off until it runs out).
+/// database that is away now (a restart, a full pool) must not cause a
+/// second send, so this keeps trying for as long as the lease keeps other
+/// handlers off the delivery (at least [`LEASE_MARGIN`], since the send
+/// itself is bounded by the lease's other part). Only an outage that
+/// outlasts the lease reopens the gap described in the module docs.
 async fn record_sent(
     db: &DatabaseConnection,
     row: &Model,
     meta: &MessageMeta,
 ) -> Result<(), Error> {
-    let mut tries = 0;
+    // The lease's end, by this process's clock (the one that took it),
+    // less a second so that the last try commits before it runs out.
+    let give_up_ms = row.lease_until_ms.saturating_sub(1_000);
+    let mut tries: u32 = 0;
     loop {
         match try_record_sent(db, row, meta).await {
             Ok(()) => return Ok(()),
-            Err(err @ (Error::Db(_) | Error::Platform(_))) if tries < 4 => {
+            Err(err @ (Error::Db(_) | Error::Platform(_)))
+                if Utc::now().timestamp_millis() < give_up_ms =>
+            {
                 tries += 1;
-                tracing::warn!(delivery_id = %row.id, error = %err, tries, "cannot record a sent delivery yet; retrying");
-                tokio::time::sleep(Duration::from_millis(250 << tries)).await;
+                tracing::warn!(delivery_id = %row.id, error = %err, tries, "cannot record a sent delivery yet; retrying while the lease lasts");
+                let pause = Duration::from_millis(200u64 << tries.min(3));
+                tokio::time::sleep(pause).await;
             }
-            Err(err) => return Err(err),
+            Err(err) => {
+                tracing::error!(delivery_id = %row.id, error = %err, tries, "a sent delivery could not be recorded before its lease ran out; it may be sent again");
+                return Err(err);
+            }
         }
     }
 }
@@ -175,8 +203,16 @@ async fn try_record_sent(
     row: &Model,
     meta: &MessageMeta,
 ) -> Result<(), Error> {
+    record_sent_in(db.begin().await?, row, meta).await
+}
+
+/// Mark sent and enqueue `NotificationSent` in `txn`, and commit.
+async fn record_sent_in(
+    txn: DatabaseTransaction,
+    row: &Model,
+    meta: &MessageMeta,
+) -> Result<(), Error> {
     let id = parse_uuid(&row.id)?;
-    let txn = db.begin().await?;
     if deliveries::mark_sent(&txn, id).await? {
         let event = NotificationSent {
             notification_id: id,

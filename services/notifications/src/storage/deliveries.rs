@@ -10,7 +10,8 @@
 use chrono::Utc;
 use jetshop_contracts::notifications::Channel;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -172,7 +173,23 @@ pub enum Claim {
 /// Take the lease on a pending (or failed) delivery for `lease`: count the
 /// attempt and hold off any other handler until it runs out. A handler
 /// that dies mid-send leaves a lease that simply expires.
-pub async fn claim<C: ConnectionTrait>(
+///
+/// The conditional UPDATE and the read of the row that follows are one
+/// transaction: when the read fails (a database restart between the two),
+/// the claim rolls back instead of leaving a lease that nobody holds, which
+/// would keep every handler off the delivery until it ran out.
+pub async fn claim(
+    db: &DatabaseConnection,
+    id: Uuid,
+    lease: std::time::Duration,
+) -> Result<Claim, Error> {
+    let txn = db.begin().await?;
+    let claim = claim_in(&txn, id, lease).await?;
+    txn.commit().await?;
+    Ok(claim)
+}
+
+async fn claim_in<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
     lease: std::time::Duration,

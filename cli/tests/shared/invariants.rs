@@ -1,4 +1,8 @@
-//! What must hold after any run, however it was disturbed.
+//! What must hold after any checkout run, however it was disturbed:
+//! shared by the single-process suite (`tests/checkout`) and the cluster
+//! fault suite (`tests/chaos`), which both include this file. It reads
+//! only the stores (each service's database, the `ORDERS_EVENTS` stream,
+//! the SMTP server's mailbox), so it does not care how the services ran.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,10 +12,15 @@ use jetshop_catalog::storage::{
 };
 use jetshop_contracts::{
     Encoding, Message,
+    notifications::Channel,
     orders::{OrderCancelled, OrderConfirmed, OrderStatus},
     streams,
 };
-use jetshop_notifications::audit::{self as mail, DeliveryState};
+use jetshop_notifications::{
+    audit::{self as mail, DeliveryState},
+    email::KIND_WELCOME,
+    storage::deliveries::delivery_id,
+};
 use jetshop_orders::{
     domain::order::OrderEvent,
     storage::{events, projection},
@@ -19,19 +28,39 @@ use jetshop_orders::{
 use jetshop_payments::{audit as money, domain::IntentState};
 use uuid::Uuid;
 
-use crate::system::System;
+/// Where a run left its state.
+pub struct Stores<'a> {
+    pub catalog_db: &'a str,
+    pub orders_db: &'a str,
+    pub payments_db: &'a str,
+    pub notifications_db: &'a str,
+    /// JetStream of the run's NATS (server or cluster).
+    pub js: &'a async_nats::jetstream::Context,
+    /// The SMTP server every notifications replica delivered to.
+    pub smtp: &'a jetshop_testkit::SmtpServer,
+    /// Whether a message may have reached the mailbox more than once: only
+    /// when a notifications process was killed (SIGKILL) between the SMTP
+    /// server's acceptance and the commit of `sent`, the one window no
+    /// service can close (see `jetshop_notifications::delivery`). Such
+    /// messages are returned in [`Outcome::resent`] for the caller to
+    /// explain; otherwise a second copy fails the check.
+    pub resends_possible: bool,
+}
 
 /// What a run came to.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub confirmed: usize,
     pub cancelled: usize,
+    /// Deliveries (ids) whose message the mailbox holds more than once,
+    /// with how many times (only with [`Stores::resends_possible`]).
+    pub resent: Vec<(Uuid, usize)>,
 }
 
 /// Check every invariant for `orders` placed over `products` (id, initial
 /// stock). Panics with the first violation.
-pub async fn check(system: &System, products: &[(Uuid, i64)], orders: &[Uuid]) -> Outcome {
-    let orders_db = jetshop_platform::db::connect(&system.orders_db.url)
+pub async fn check(system: &Stores<'_>, products: &[(Uuid, i64)], orders: &[Uuid]) -> Outcome {
+    let orders_db = jetshop_platform::db::connect(system.orders_db)
         .await
         .unwrap();
     let mut outcome = Outcome::default();
@@ -92,7 +121,7 @@ pub async fn check(system: &System, products: &[(Uuid, i64)], orders: &[Uuid]) -
 
     // Stock: on hand + committed + reserved = initial, never negative,
     // nothing left reserved, and committed = what confirmed orders bought.
-    let catalog_db = jetshop_platform::db::connect(&system.catalog_db.url)
+    let catalog_db = jetshop_platform::db::connect(system.catalog_db)
         .await
         .unwrap();
     for &(id, initial) in products {
@@ -126,9 +155,7 @@ pub async fn check(system: &System, products: &[(Uuid, i64)], orders: &[Uuid]) -
 
     // Money: one capture per confirmed order (for its total), none kept by
     // a cancelled one, nothing left held, and the ledger balances.
-    let payments_db = jetshop_payments::connect(&system.payments_db.url)
-        .await
-        .unwrap();
+    let payments_db = jetshop_payments::connect(system.payments_db).await.unwrap();
     let intents: HashMap<Uuid, money::IntentSummary> = money::intents(&payments_db)
         .await
         .unwrap()
@@ -166,7 +193,7 @@ pub async fn check(system: &System, products: &[(Uuid, i64)], orders: &[Uuid]) -
     assert!(books.balances(), "the ledger does not balance: {books:?}");
 
     // One email per order, about how it ended, delivered to the real SMTP server.
-    let mail_db = mail::connect(&system.notifications_db.url).await.unwrap();
+    let mail_db = mail::connect(system.notifications_db).await.unwrap();
     let emails = mail::emails_by_order(&mail_db).await.unwrap();
     for &id in orders {
         let sent: Vec<&(String, DeliveryState)> = emails
@@ -181,27 +208,71 @@ pub async fn check(system: &System, products: &[(Uuid, i64)], orders: &[Uuid]) -
         };
         assert_eq!(sent[0].0, kind, "order {id}");
     }
-    let received = system.smtp.wait_for_messages(orders.len()).await;
-    let distinct: HashSet<&str> = received
-        .iter()
-        .filter_map(|m| {
-            m.lines()
-                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-        })
+    // The mailbox holds exactly the sent deliveries (these orders' emails
+    // and any welcome emails), each once: one message per Message-ID,
+    // which is derived from the delivery id.
+    let welcomes: Vec<Uuid> = mail::welcomes_by_user(&mail_db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, state)| *state == DeliveryState::Sent)
+        .map(|(user, _)| delivery_id(Channel::Email, &format!("{KIND_WELCOME}:{user}")))
         .collect();
+    let mut expected: HashSet<Uuid> = welcomes.into_iter().collect();
+    for &id in orders {
+        let kind = match status[&id] {
+            OrderStatus::Confirmed => "order-confirmed",
+            _ => "order-cancelled",
+        };
+        expected.insert(delivery_id(Channel::Email, &format!("{kind}:{id}")));
+    }
+    let received = system.smtp.wait_for_messages(expected.len()).await;
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for m in &received {
+        let header = m
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+            .unwrap_or_else(|| panic!("a message without a Message-ID: {m}"));
+        *ids.entry(header[11..].trim().to_owned()).or_default() += 1;
+    }
+    // `<delivery id@sender's domain>`
+    let delivery_of = |mid: &str| {
+        let local = mid.trim_start_matches('<').split('@').next()?;
+        Uuid::parse_str(local).ok()
+    };
+    let twice: Vec<(&String, &usize)> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty() || system.resends_possible,
+        "{} messages sent more than once (Message-ID, times): {twice:?}",
+        twice.len()
+    );
+    outcome.resent = twice
+        .iter()
+        .filter_map(|(mid, n)| Some((delivery_of(mid)?, **n)))
+        .collect();
+    let stray: Vec<&String> = ids
+        .keys()
+        .filter(|mid| delivery_of(mid).is_none_or(|d| !expected.contains(&d)))
+        .collect();
+    assert!(stray.is_empty(), "messages for no sent delivery: {stray:?}");
+    assert_eq!(
+        ids.len(),
+        expected.len(),
+        "the SMTP server received one message per sent delivery"
+    );
+    let copies: usize = outcome.resent.iter().map(|(_, n)| n - 1).sum();
     assert_eq!(
         received.len(),
-        orders.len(),
-        "the SMTP server received one message per order"
+        expected.len() + copies,
+        "every message the mailbox holds is one of the sent deliveries"
     );
-    assert_eq!(distinct.len(), orders.len(), "no message was sent twice");
     outcome
 }
 
 /// How many terminal events each order has on `ORDERS_EVENTS`.
-async fn terminal_events_published(system: &System) -> HashMap<Uuid, usize> {
-    let n = jetshop_testkit::stream_count(&system.js, streams::ORDERS_EVENTS).await;
-    let all = jetshop_testkit::stream_messages(&system.js, streams::ORDERS_EVENTS, n).await;
+async fn terminal_events_published(system: &Stores<'_>) -> HashMap<Uuid, usize> {
+    let n = jetshop_testkit::stream_count(system.js, streams::ORDERS_EVENTS).await;
+    let all = jetshop_testkit::stream_messages(system.js, streams::ORDERS_EVENTS, n).await;
     let mut out = HashMap::new();
     for m in all {
         let ty = jetshop_testkit::header(&m, jetshop_contracts::headers::TYPE);
