@@ -92,7 +92,7 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, then the release binary: smoke, cluster smoke, fuzz (seed 1) and browser walk
+test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, cluster smoke, fuzz (seed 1) and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
@@ -102,6 +102,7 @@ test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite
 	fi
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(PG_SUITES)'
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(CHECKOUT_SUITE)'
+	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast --no-capture --ignore-default-filter -E '$(CHAOS_SUITE)'
 	$(MAKE) --no-print-directory smoke
 	$(MAKE) --no-print-directory cluster-smoke
 	FUZZ_SEED="$${FUZZ_SEED:-1}" $(MAKE) --no-print-directory fuzz

@@ -77,7 +77,7 @@ pub struct ConsumerSettings {
     /// For consumers that keep per-key order: how long a replica that
     /// stopped pulling (dead, stalled, partitioned away) keeps its
     /// partitions before another replica takes them over.
-    #[arg(long = "consumer-pin-timeout", env = "JETSHOP_CONSUMER_PIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long = "consumer-pin-timeout", env = "JETSHOP_CONSUMER_PIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub pin_timeout: Duration,
 }
 
@@ -91,7 +91,7 @@ impl Default for ConsumerSettings {
                 .collect(),
             ack_wait: Duration::from_secs(30),
             concurrency: 16,
-            pin_timeout: Duration::from_secs(10),
+            pin_timeout: Duration::from_secs(5),
         }
     }
 }

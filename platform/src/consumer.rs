@@ -249,7 +249,9 @@ where
 /// partition to one replica at a time, one message at a time (a failing
 /// message is retried before the next, so a redelivery never overtakes),
 /// and moves it to a standby replica when the pinned one stops pulling for
-/// `pin_timeout` (it died, stalled or lost the server). The server's
+/// `pin_timeout` (it died, stalled or lost the server). A partition's ack
+/// deadline is at most `pin_timeout`, so the message a dead replica held
+/// comes back about as soon as the partition moves. The server's
 /// partitioning and pinning replace any lock of ours: a replica that
 /// comes back after its pin moved is told so and stands by.
 ///
@@ -348,6 +350,10 @@ where
             // One at a time: the next message of a partition waits until
             // this one is acknowledged or dead-lettered.
             settings.concurrency = 1;
+            // A partition waits for the message a dead replica held until
+            // its ack deadline: keep that no longer than the pin timeout
+            // (in-progress acks keep a long handler's message, as always).
+            settings.ack_wait = settings.ack_wait.min(settings.pin_timeout);
             partition_config(&spec, &settings)
         }
     };
