@@ -310,6 +310,18 @@ async fn reject(
         .map_err(HandlerError::from)?
         .is_empty()
     {
+        // A `released` marker: the saga cancels the order on this answer,
+        // so a resend of the reserve that arrives later (after stock came
+        // back) must find the order settled and hold nothing for it.
+        reservations::insert_in_state(
+            &txn,
+            order_id,
+            reservations::ORDER_MARKER,
+            0,
+            State::Released,
+        )
+        .await
+        .map_err(HandlerError::from)?;
         tracing::info!(%order_id, reason = %rejected.reason, "stock reservation rejected");
         outbox::enqueue(&txn, &rejected, meta)
             .await

@@ -14,8 +14,8 @@ use jetshop_catalog::{
 use jetshop_contracts::{
     Encoding, Message,
     catalog::{
-        CommitReservation, GetProduct, ReleaseStock, ReservationCommitted, ReservationLine,
-        ReserveStock, StockRejected, StockReleased, StockReserved,
+        AdjustStock, CommitReservation, GetProduct, ReleaseStock, ReservationCommitted,
+        ReservationLine, ReserveStock, StockRejected, StockReleased, StockReserved,
     },
     headers, streams,
 };
@@ -141,7 +141,14 @@ async fn a_reservation_takes_every_line_or_none() {
     );
     settle(&app, &db).await;
     assert_eq!((stock(&db, a).await, stock(&db, b).await), (5, 2));
-    assert!(reservations::of_order(&db, short).await.unwrap().is_empty());
+    // Only the order's marker, settled as released: a resend holds nothing.
+    let rows = reservations::of_order(&db, short).await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.product_id == reservations::ORDER_MARKER.to_string()
+                && r.state == State::Released),
+        "{rows:?}"
+    );
 
     // Every line available, one product named twice: merged into one line.
     let ok = Uuid::now_v7();
@@ -287,6 +294,37 @@ async fn a_reserve_arriving_after_its_release_holds_nothing() {
     assert_eq!(stock(&db, p).await, 4, "the late reserve took nothing");
     assert_eq!(held(&db, p, State::Reserved).await, 0);
     assert_eq!(app.stream_count(EVENTS).await, 2, "one create, one release");
+    assert_no_dead_letters(&app).await;
+}
+
+#[tokio::test]
+async fn a_reserve_resent_after_its_rejection_holds_nothing() {
+    let app = TestCatalog::spawn().await;
+    let db = db(&app).await;
+    let p = app.create("RES-REFUSED", "Refused", 2).await.id;
+    let order = Uuid::now_v7();
+    let cmd = reserve(order, vec![line(p, 3)]);
+    app.send(&cmd).await;
+    app.stream_messages(EVENTS, 2).await;
+    // The saga cancels the order on the rejection. Stock comes back (a
+    // restock, other orders released), and the saga's resend of the
+    // reserve, sent before the rejection reached it, arrives now.
+    app.send(&AdjustStock {
+        id: p,
+        delta: 5,
+        reason: Some("restock".into()),
+    })
+    .await;
+    app.stream_messages(EVENTS, 3).await;
+    app.send(&cmd).await;
+    settle(&app, &db).await;
+    assert_eq!(stock(&db, p).await, 7, "the cancelled order holds nothing");
+    assert_eq!(held(&db, p, State::Reserved).await, 0);
+    assert_eq!(
+        app.stream_count(EVENTS).await,
+        3,
+        "create, rejection, restock"
+    );
     assert_no_dead_letters(&app).await;
 }
 
