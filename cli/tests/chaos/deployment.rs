@@ -1,5 +1,6 @@
 //! The scaled deployment, started for the fault suite as an operator would
-//! run it: a 3-node JetStream cluster with every stream at 3 replicas, a
+//! run it: a 3-node JetStream cluster with every stream at 3 replicas (n3
+//! in its own network namespace, reached over a veth pair), a
 //! private PostgreSQL with one database per part, a Redis for the
 //! gateways, an SMTP server, and every part as its own `jetshop run
 //! <part>` process: two replicas each of orders, payments, notifications
@@ -77,7 +78,8 @@ impl Deployment {
             .unwrap();
         let logs = logs_dir.path().to_owned();
         let keep = std::env::var_os("KEEP_LOGS").is_some_and(|v| v != "0");
-        let nats = NatsCluster::start(3);
+        // n3 in a network namespace, so a fault can partition it away.
+        let nats = NatsCluster::start_with_netns(3, 2);
         let postgres = PostgresServer::start();
         let redis = RedisServer::start();
         let smtp = SmtpServer::start();
