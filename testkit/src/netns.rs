@@ -86,6 +86,21 @@ impl NetNamespace {
         ns
     }
 
+    /// Whether this machine lets the test create namespaces (root and
+    /// iproute2): tried, by adding and deleting one.
+    pub fn supported() -> bool {
+        let probe = format!("{PREFIX}{}-probe", std::process::id());
+        let added = Command::new("ip")
+            .args(["netns", "add", &probe])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if added {
+            let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+        }
+        added
+    }
+
     /// The namespace's address: what a process inside listens on.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr

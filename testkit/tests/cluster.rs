@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use jetshop_testkit::{NatsCluster, eventually};
+use jetshop_testkit::{NatsCluster, NetNamespace, eventually};
 
 const STREAM: &str = "HARNESS";
 const WAIT: Duration = Duration::from_secs(60);
@@ -106,6 +106,10 @@ async fn a_replicated_stream_outlives_a_killed_and_a_frozen_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_stream_leader_is_replaced_and_catches_up_once_healed() {
+    if !NetNamespace::supported() {
+        println!("skipped: network namespaces need root and iproute2");
+        return;
+    }
     let isolated = 2;
     let mut cluster = NatsCluster::start_with_netns(3, isolated);
     assert_eq!(cluster.isolated(), Some(isolated));
