@@ -6,7 +6,10 @@
 //!   same port and store to inject broker faults.
 //! - [`NatsCluster`]: a JetStream cluster of `nats-server` processes on
 //!   free ports (3 nodes for fault tests), any node killed, restarted,
-//!   frozen (SIGSTOP) or thawed, and which node leads what.
+//!   frozen (SIGSTOP) or thawed, one node partitioned away and healed,
+//!   and which node leads what.
+//! - [`NetNamespace`]: a network namespace joined to the host by a veth
+//!   pair, cut off and plugged back in (a real network partition).
 //! - [`RedisServer`]: a throwaway `redis-server` (no persistence) on a free
 //!   port, killed on drop; it can be stopped and restarted on the same port.
 //! - [`TestDb`]: a fresh database per test: a SQLite file in a temporary
@@ -39,11 +42,13 @@ use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
 
 mod card_processor;
 mod cluster;
+mod netns;
 mod postgres;
 mod process;
 mod smtp;
 pub use card_processor::CardProcessor;
 pub use cluster::NatsCluster;
+pub use netns::NetNamespace;
 pub use postgres::PostgresServer;
 pub use process::Process;
 pub use smtp::SmtpServer;

@@ -1,5 +1,6 @@
 //! The scaled deployment, started for the fault suite as an operator would
-//! run it: a 3-node JetStream cluster with every stream at 3 replicas, a
+//! run it: a 3-node JetStream cluster with every stream at 3 replicas (n3
+//! in its own network namespace, reached over a veth pair), a
 //! private PostgreSQL with one database per part, a Redis for the
 //! gateways, an SMTP server, and every part as its own `jetshop run
 //! <part>` process: two replicas each of orders, payments, notifications
@@ -13,7 +14,7 @@ use std::{
 };
 
 use jetshop_testkit::{
-    NatsCluster, PostgresServer, Process, RedisServer, SmtpServer, TestDb, free_port,
+    NatsCluster, NetNamespace, PostgresServer, Process, RedisServer, SmtpServer, TestDb, free_port,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jetshop");
@@ -77,7 +78,16 @@ impl Deployment {
             .unwrap();
         let logs = logs_dir.path().to_owned();
         let keep = std::env::var_os("KEEP_LOGS").is_some_and(|v| v != "0");
-        let nats = NatsCluster::start(3);
+        // n3 in a network namespace, so a fault can partition it away;
+        // without root there is none, and that one fault is skipped.
+        let nats = if NetNamespace::supported() {
+            NatsCluster::start_with_netns(3, 2)
+        } else {
+            println!(
+                "chaos: no network namespaces here (root and iproute2 needed): the partition fault is skipped"
+            );
+            NatsCluster::start(3)
+        };
         let postgres = PostgresServer::start();
         let redis = RedisServer::start();
         let smtp = SmtpServer::start();

@@ -2,8 +2,10 @@
 //! figures of how the checkout's pace went through them.
 //!
 //! One pass of the schedule: SIGKILL of the NATS node leading
-//! `ORDERS_EVENTS`; SIGKILL of one replica of every part in turn (orders,
-//! payments, notifications, gateway, catalog, users, card processor);
+//! `ORDERS_EVENTS`; the NATS node in a network namespace, first made
+//! leader of `ORDERS_EVENTS`, partitioned away for [`PARTITIONED`] and
+//! healed; SIGKILL of one replica of every part in turn (orders, payments,
+//! notifications, gateway, catalog, users, card processor);
 //! SIGSTOP of an orders and of a notifications replica for longer than the
 //! consumers' `ack_wait`, then SIGCONT; PostgreSQL stopped and started;
 //! Redis stopped and started. Between faults the system gets [`GAP`] to
@@ -28,6 +30,9 @@ const DOWN: Duration = Duration::from_secs(3);
 /// How long a frozen replica stays frozen: past `ack_wait`, so the server
 /// redelivers what it held to the other replica.
 const FROZEN: Duration = Duration::from_secs(ACK_WAIT.as_secs() + 4);
+/// How long the namespaced NATS node stays cut off: past the clients'
+/// and routes' ping timeouts, so everything connected to it moves away.
+const PARTITIONED: Duration = Duration::from_secs(8);
 /// Time between one fault's healing and the next fault.
 const GAP: Duration = Duration::from_secs(8);
 /// Before the first fault: the pace without faults, the first baseline.
@@ -78,6 +83,8 @@ pub async fn run_pass(d: &mut Deployment, pass: usize, tracker: &Tracker, log: &
         healed: Instant::now(),
     });
     tokio::time::sleep(GAP).await;
+
+    partition_leader(d, &say, log).await;
 
     // One replica of each part in turn.
     for part in [
@@ -151,6 +158,57 @@ pub async fn run_pass(d: &mut Deployment, pass: usize, tracker: &Tracker, log: &
         healed: Instant::now(),
     });
     tokio::time::sleep(GAP).await;
+}
+
+/// Move the leadership of `ORDERS_EVENTS` onto the NATS node in a network
+/// namespace, cut it off for [`PARTITIONED`], plug it back in, and say how
+/// long it took to hold the whole stream again. Skipped when no node is in
+/// a namespace (no root).
+async fn partition_leader(d: &mut Deployment, say: &impl Fn(&str), log: &mut Vec<Fault>) {
+    let Some(node) = d.nats.isolated() else {
+        return;
+    };
+    let leads = d
+        .nats
+        .move_stream_leader(&d.js, streams::ORDERS_EVENTS, node, Duration::from_secs(30))
+        .await;
+    // Let the election's own dip pass before the baseline of the fault.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let name = format!(
+        "partition {} for {PARTITIONED:?} ({}leader of {})",
+        d.nats.name(node),
+        if leads { "" } else { "not " },
+        streams::ORDERS_EVENTS
+    );
+    say(&name);
+    let (started, wall) = (Instant::now(), chrono::Utc::now());
+    d.nats.partition(node);
+    tokio::time::sleep(PARTITIONED).await;
+    d.nats.heal(node);
+    let healed = Instant::now();
+    log.push(Fault {
+        name,
+        started,
+        wall,
+        healed,
+    });
+    let deadline = healed + Duration::from_secs(60);
+    while !d.nats.is_current(&d.js, streams::ORDERS_EVENTS, node).await {
+        assert!(
+            Instant::now() < deadline,
+            "{} not a current replica of {} 60 s after healing",
+            d.nats.name(node),
+            streams::ORDERS_EVENTS
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    say(&format!(
+        "{} current again on {} {:.1} s after healing",
+        d.nats.name(node),
+        streams::ORDERS_EVENTS,
+        healed.elapsed().as_secs_f64()
+    ));
+    tokio::time::sleep(GAP.saturating_sub(healed.elapsed())).await;
 }
 
 /// Orders ended in `[from, to)`.
