@@ -32,14 +32,15 @@ pub struct StreamSpec {
     pub description: &'static str,
     /// When set, the server stores each keyed subject
     /// (`<context>.<kind>.<name>.<key>`, see [`subjects::keyed`]) with a
-    /// fifth token, the key's partition among this many: a subject
+    /// fifth token, the key's partition among [`KEY_PARTITIONS`]: a subject
     /// transform with `{{partition(n, key)}}`, so every publisher agrees
     /// on a key's partition without code, and a consumer per partition
     /// sees one key's messages in the order they were stored.
-    pub partitions: Option<u32>,
+    pub partitioned: bool,
 }
 
-/// Partitions of every stream whose messages need per-key order. Fixed:
+/// Partitions of every partitioned stream, and so the partition consumers
+/// a per-key consumer runs: one number, so they always agree. Fixed:
 /// changing it moves keys between partitions, and messages already stored
 /// keep their old partition token.
 pub const KEY_PARTITIONS: u32 = 8;
@@ -48,7 +49,10 @@ impl StreamSpec {
     /// The subject transform that adds the partition token, as
     /// (source, destination), for a stream capturing `<context>.<kind>.>`.
     pub fn partition_transform(&self) -> Option<(String, String)> {
-        let n = self.partitions?;
+        if !self.partitioned {
+            return None;
+        }
+        let n = KEY_PARTITIONS;
         let prefix = self.subjects.first()?.strip_suffix(".>")?;
         Some((
             format!("{prefix}.*.*"),
@@ -89,7 +93,7 @@ pub fn catalog_events() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
-        partitions: Some(KEY_PARTITIONS),
+        partitioned: true,
         description: "Facts published by the catalog service",
     }
 }
@@ -102,7 +106,7 @@ pub fn catalog_commands() -> StreamSpec {
         retention: Retention::WorkQueue,
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
-        partitions: Some(KEY_PARTITIONS),
+        partitioned: true,
         description: "Commands for the catalog service",
     }
 }
@@ -115,7 +119,7 @@ pub fn users_events() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
-        partitions: None,
+        partitioned: false,
         description: "Facts published by the users service",
     }
 }
@@ -129,7 +133,7 @@ fn events(name: &'static str, filter: &str, description: &'static str) -> Stream
         max_age: Duration::from_secs(90 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
         description,
-        partitions: None,
+        partitioned: false,
     }
 }
 
@@ -142,14 +146,14 @@ fn commands(name: &'static str, filter: &str, description: &'static str) -> Stre
         max_age: Duration::from_secs(7 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
         description,
-        partitions: None,
+        partitioned: false,
     }
 }
 
-/// `spec`, partitioned by order ([`KEY_PARTITIONS`]).
+/// `spec`, partitioned by order.
 fn keyed(spec: StreamSpec) -> StreamSpec {
     StreamSpec {
-        partitions: Some(KEY_PARTITIONS),
+        partitioned: true,
         ..spec
     }
 }
@@ -216,7 +220,7 @@ pub fn dlq() -> StreamSpec {
         retention: Retention::Limits,
         max_age: Duration::from_secs(30 * 24 * 3600),
         duplicate_window: DUPLICATE_WINDOW,
-        partitions: None,
+        partitioned: false,
         description: "Messages a consumer gave up on, with the reason",
     }
 }

@@ -29,7 +29,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use jetshop_contracts::{Encoding, Message, headers, subjects};
+use jetshop_contracts::{Encoding, Message, headers, streams, subjects};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -242,7 +242,8 @@ where
 /// Run a consumer whose messages of one key must be handled in the order
 /// they were stored, with any number of replicas running it.
 ///
-/// The stream must be partitioned ([`StreamSpec::partitions`]) and the
+/// The stream must be partitioned ([`StreamSpec::partitioned`], into
+/// [`streams::KEY_PARTITIONS`]) and the
 /// spec's filters are keyed base subjects ([`subjects::keyed`]). Each
 /// partition gets its own durable (`<durable>-p<n>`) with the pinned-client
 /// priority policy (ADR-42, nats-server 2.11+): the server delivers a
@@ -257,11 +258,10 @@ where
 ///
 /// Order is per key, not across keys: partitions run side by side.
 ///
-/// [`StreamSpec::partitions`]: jetshop_contracts::streams::StreamSpec::partitions
+/// [`StreamSpec::partitioned`]: jetshop_contracts::streams::StreamSpec::partitioned
 pub async fn run_per_key<H, Fut>(
     js: jetstream::Context,
     spec: ConsumerSpec,
-    partitions: u32,
     settings: ConsumerSettings,
     handler: H,
     shutdown: CancellationToken,
@@ -270,9 +270,9 @@ where
     H: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    if spec.filter_subjects.is_empty() || partitions == 0 {
+    if spec.filter_subjects.is_empty() {
         return Err(Error::Config(format!(
-            "consumer {}: per-key order needs keyed filter subjects and at least one partition",
+            "consumer {}: per-key order needs keyed filter subjects",
             spec.durable
         )));
     }
@@ -288,7 +288,7 @@ where
     // others: a replica serving only some partitions would look healthy.
     let stop = shutdown.child_token();
     let mut runs = JoinSet::new();
-    for partition in 0..partitions {
+    for partition in 0..streams::KEY_PARTITIONS {
         let part = ConsumerSpec {
             durable: format!("{}-p{partition}", spec.durable),
             description: format!("{} (partition {partition})", spec.description),

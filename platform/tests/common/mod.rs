@@ -38,7 +38,7 @@ pub fn test_events() -> StreamSpec {
         max_age: Duration::from_secs(3600),
         duplicate_window: streams::DUPLICATE_WINDOW,
         description: "Test events",
-        partitions: None,
+        partitioned: false,
     }
 }
 

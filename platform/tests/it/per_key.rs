@@ -28,7 +28,7 @@ use crate::common::{Nats, Thing};
 
 const KEYED: &str = "TEST_KEYED";
 const BASE: &str = "test.keyed.thing";
-const PARTITIONS: u32 = 4;
+const PARTITIONS: u32 = streams::KEY_PARTITIONS;
 const KEYS: u32 = 12;
 const PER_KEY: u32 = 25;
 
@@ -40,7 +40,7 @@ fn keyed_stream() -> StreamSpec {
         max_age: Duration::from_secs(3600),
         duplicate_window: streams::DUPLICATE_WINDOW,
         description: "Keyed test events",
-        partitions: Some(PARTITIONS),
+        partitioned: true,
     }
 }
 
@@ -70,7 +70,6 @@ fn replica(
     tokio::spawn(consumer::run_per_key(
         js,
         spec,
-        PARTITIONS,
         settings,
         move |d: Delivery| {
             let applied = applied.clone();

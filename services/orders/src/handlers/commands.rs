@@ -55,15 +55,7 @@ pub async fn run(
     };
     // An order's cancel is applied after its placement, whichever replica
     // holds the order's partition.
-    consumer::run_per_key(
-        js,
-        spec,
-        streams::KEY_PARTITIONS,
-        settings,
-        handler,
-        shutdown,
-    )
-    .await
+    consumer::run_per_key(js, spec, settings, handler, shutdown).await
 }
 
 /// Apply one command.

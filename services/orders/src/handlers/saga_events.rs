@@ -85,15 +85,7 @@ async fn run(
     };
     // A saga takes its order's answers in the order they were published,
     // whichever replica holds the order's partition.
-    consumer::run_per_key(
-        js,
-        spec,
-        streams::KEY_PARTITIONS,
-        settings,
-        handler,
-        shutdown,
-    )
-    .await
+    consumer::run_per_key(js, spec, settings, handler, shutdown).await
 }
 
 /// Feed one event to its order's saga.
