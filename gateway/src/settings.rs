@@ -32,8 +32,9 @@ pub struct GatewaySettings {
         default_value_t = 5
     )]
     pub breaker_failures: u32,
-    /// How long a service's breaker stays open before one probe call.
-    #[arg(long = "breaker-open-for", env = "JETSHOP_BREAKER_OPEN_FOR", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How long a service's breaker first stays open before one probe call;
+    /// each failed probe doubles it, up to 16 times as long.
+    #[arg(long = "breaker-open-for", env = "JETSHOP_BREAKER_OPEN_FOR", default_value = "1s", value_parser = humantime::parse_duration)]
     pub breaker_open_for: Duration,
     /// Keep-alive comment period of idle Server-Sent Events streams
     /// (`/v1/orders/{id}/events`); keep it under your proxies' idle timeout.
@@ -60,7 +61,7 @@ impl GatewaySettings {
     /// Default failures in a row that open a service's breaker.
     pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
     /// Default open period of a service's breaker.
-    pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
+    pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 
     /// Settings listening on `addr`, every other value at its default.
     pub fn for_addr(addr: SocketAddr) -> Self {

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use jetshop_gateway::{
     GatewaySettings,
     http::{
-        idempotency::{Idempotency, IdempotencyStore},
+        idempotency::{Idempotency, IdempotencyStore, KeyedId},
         limits::{
             CallerPolicy, FailureMode, LimitSettings, RateLimiter, RatePolicy, RedisStore,
             RouteGroup, caller::caller_key,
@@ -462,6 +462,91 @@ async fn a_second_request_while_the_first_runs_is_a_409() -> Result<()> {
             .await;
         replay.assert_status(PoemStatus::CREATED);
         replay.assert_header("idempotent-replayed", "true");
+    }
+    Ok(())
+}
+
+/// Answers with the id the idempotency layer handed the request. While
+/// `Hang` is set, the first call takes it and never answers, like a
+/// gateway that died mid-request.
+#[derive(Default)]
+struct Hang(std::sync::atomic::AtomicBool);
+
+#[handler]
+async fn minted(req: &poem::Request, hang: Data<&Arc<Hang>>) -> poem::Response {
+    if hang.0.0.swap(false, Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    let id = KeyedId::of(req).map(|id| id.to_string());
+    poem::Response::builder()
+        .status(PoemStatus::CREATED)
+        .content_type("application/json")
+        .body(json!({ "id": id }).to_string())
+}
+
+#[tokio::test]
+async fn a_retry_after_an_attempt_that_never_answered_names_the_same_thing() -> Result<()> {
+    for (name, store) in stores() {
+        let lock_ttl = Duration::from_millis(300);
+        let hang = Arc::new(Hang::default());
+        let app = Arc::new(
+            Route::new()
+                .at("/v1/things", post(minted))
+                .data(hang.clone())
+                .with(Idempotency::new(
+                    store,
+                    Duration::from_secs(60),
+                    lock_ttl,
+                    CallerPolicy::default(),
+                )),
+        );
+        let send = |key: Option<&'static str>, body: Value| {
+            let app = app.clone();
+            async move {
+                let cli = TestClient::new(app);
+                let mut req = cli.post("/v1/things").body_json(&body);
+                if let Some(key) = key {
+                    req = req.header("idempotency-key", key);
+                }
+                let resp = req.send().await;
+                let status = resp.0.status();
+                let body = resp.0.into_body().into_string().await?;
+                anyhow::Ok((status, serde_json::from_str::<Value>(&body)?))
+            }
+        };
+
+        // The first attempt takes the lock and is lost; its lock expires.
+        hang.0.store(true, Ordering::SeqCst);
+        let lost = tokio::spawn(send(Some("k-lost"), json!({"a": 1})));
+        eventually(
+            "the lost attempt to start",
+            Duration::from_secs(5),
+            || async { (!hang.0.load(Ordering::SeqCst)).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(lock_ttl * 2).await;
+        lost.abort();
+        // The retry runs again, under the id the lost attempt was given,
+        // and that id stays the key's.
+        let (status, retry) = send(Some("k-lost"), json!({"a": 1})).await?;
+        assert_eq!(status, PoemStatus::CREATED, "{name}: {retry}");
+        let (_, replayed) = send(Some("k-lost"), json!({"a": 1})).await?;
+        assert_eq!(replayed["id"], retry["id"], "{name}");
+        // Another body under that key is refused, even after the lock expired.
+        hang.0.store(true, Ordering::SeqCst);
+        let lost = tokio::spawn(send(Some("k-body"), json!({"a": 1})));
+        tokio::time::sleep(lock_ttl * 2).await;
+        lost.abort();
+        let (status, _) = send(Some("k-body"), json!({"a": 2})).await?;
+        assert_eq!(status, PoemStatus::UNPROCESSABLE_ENTITY, "{name}");
+
+        // The id is a UUIDv7 minted per key; no key, no id.
+        let id = Uuid::parse_str(retry["id"].as_str().context("an id")?)?;
+        assert_eq!(id.get_version_num(), 7, "{name}");
+        let (_, other) = send(Some("k-other"), json!({"a": 1})).await?;
+        assert_ne!(other["id"], retry["id"], "{name}");
+        let (_, none) = send(None, json!({"a": 1})).await?;
+        assert_eq!(none["id"], Value::Null, "{name}");
     }
     Ok(())
 }

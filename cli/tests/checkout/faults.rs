@@ -98,6 +98,7 @@ async fn an_open_breaker_fails_fast_and_orders_complete_after_recovery() {
     let mut options = Options::default();
     // Long enough for the saga to wait out the outage.
     options.orders.step_timeout = Duration::from_secs(10);
+    options.orders.step_timeout_max = Duration::from_secs(10);
     options.payments.breaker_open_duration = Duration::from_millis(500);
     let system = System::start(options).await;
     let products = system.products(&[50]).await;

@@ -61,7 +61,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         let mut orders = OrdersSettings::for_database("");
+        // Fixed 5 s waits (no doubling): tok_timeout orders end in 15 s.
         orders.step_timeout = Duration::from_secs(5);
+        orders.step_timeout_max = Duration::from_secs(5);
         orders.step_attempts = 3;
         orders.deadline_scan = Duration::from_millis(200);
         let mut payments = PaymentsSettings::for_database("");
@@ -289,6 +291,10 @@ impl System {
             .args([
                 "--orders-step-timeout",
                 &humantime::format_duration(s.step_timeout).to_string(),
+            ])
+            .args([
+                "--orders-step-timeout-max",
+                &humantime::format_duration(s.step_timeout_max).to_string(),
             ])
             .args(["--orders-step-attempts", &s.step_attempts.to_string()])
             .args([

@@ -59,6 +59,7 @@ use crate::{
     },
     error::{Error, UnknownProduct},
     http::{
+        idempotency::KeyedId,
         problem::{Guarded, operation as problems},
         request_id::RequestId,
         strict_json::{OptionalJson, StrictJson},
@@ -67,9 +68,12 @@ use crate::{
 
 /// Catalog lookups in flight at once while checking an order's products.
 const PRODUCT_CHECKS_IN_FLIGHT: usize = 8;
-/// Attempts at handing a command to JetStream. Safe to repeat: the message
-/// id is derived from the order, so the stream keeps one copy.
-const PUBLISH_ATTEMPTS: u32 = 3;
+/// How long a command is offered to JetStream again after failed
+/// attempts: long enough to ride out a stream leader election after a NATS
+/// node dies (a few seconds), short of the request deadline. Safe to
+/// repeat: the message id is derived from the order, so the stream keeps
+/// one copy.
+const PUBLISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Tags)]
 enum Tag {
@@ -646,14 +650,17 @@ async fn send<C: Command>(
     meta: &MessageMeta,
 ) -> Result<(), Error> {
     let id = message_id.to_string();
-    let mut attempt = 1;
+    let started = tokio::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         match send_command(js, &id, command, meta).await {
             Ok(_) => return Ok(()),
-            Err(err) if attempt < PUBLISH_ATTEMPTS => {
+            Err(err) if started.elapsed() + pause < PUBLISH_PATIENCE => {
                 tracing::warn!(error = %err, attempt, subject = %command.subject(), "publish failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                attempt += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
             }
             Err(err) => return Err(Error::Publish(err)),
         }
@@ -807,7 +814,9 @@ impl OrdersApi {
     /// `Location` or follow `/v1/orders/{id}/events`.
     ///
     /// Send an `Idempotency-Key` to retry safely: a repeat with the same key
-    /// and body gets the first answer (the same order id) back.
+    /// and body gets the first answer (the same order id) back, and a
+    /// retry of an attempt that got no answer places the same order, never
+    /// a second one.
     #[oai(
         path = "/v1/orders",
         method = "post",
@@ -832,6 +841,7 @@ impl OrdersApi {
         )]
         _idempotency_key: Header<Option<String>>,
         body: StrictJson<NewOrderBody>,
+        req: &poem::Request,
     ) -> Result<Accepted, Guarded> {
         auth.require(Scope::OrdersWrite)?;
         let customer_id = auth.user_id()?;
@@ -850,7 +860,9 @@ impl OrdersApi {
             }
             Err(e) => return Err(e.into()),
         };
-        let order_id = Uuid::now_v7();
+        // With a key, every attempt names the same order, so a retry after
+        // a gateway died mid-request re-sends that order instead of a second.
+        let order_id = KeyedId::of(req).unwrap_or_else(Uuid::now_v7);
         let command = PlaceOrder {
             order_id,
             customer_id,

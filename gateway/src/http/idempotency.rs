@@ -20,6 +20,14 @@
 //! the same for one replica. With Redis unreachable, a request carrying a key
 //! is refused with 503 rather than run without the guarantee it asked for.
 //!
+//! A gateway that dies after acting but before storing the response leaves
+//! only its lock, which expires; the retry then runs again. So that it
+//! acts on the same thing rather than a new one, the first attempt mints a
+//! [`KeyedId`] (a UUIDv7) kept beside the response for the whole TTL and
+//! handed to every attempt with that key and body: an endpoint that names
+//! what it creates by it (an order, a product) creates it once, and the
+//! service receiving the repeat sees an id it already has.
+//!
 //! [`Idempotency`] is a Poem [`Middleware`], usable around any endpoint.
 
 use std::{
@@ -126,6 +134,31 @@ impl Entry {
             }
             _ => None,
         }
+    }
+}
+
+/// The id every attempt with one key and body is given: read it with
+/// [`KeyedId::of`] to name what the request creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedId(pub uuid::Uuid);
+
+impl KeyedId {
+    /// The id of a request that carried an `Idempotency-Key`, if it did.
+    pub fn of(req: &Request) -> Option<uuid::Uuid> {
+        req.data::<Self>().map(|id| id.0)
+    }
+
+    /// `I<fp><uuid as 32 hex digits>`.
+    fn encode(self, fp: &str) -> Vec<u8> {
+        format!("I{fp}{}", self.0.simple()).into_bytes()
+    }
+
+    /// The fingerprint it was minted for, and the id.
+    fn decode(bytes: &[u8]) -> Option<(String, Self)> {
+        let rest = bytes.strip_prefix(b"I")?;
+        let fp = String::from_utf8(rest.get(..64)?.to_vec()).ok()?;
+        let id = uuid::Uuid::try_parse_ascii(rest.get(64..)?).ok()?;
+        Some((fp, Self(id)))
     }
 }
 
@@ -426,6 +459,31 @@ impl<E: Endpoint> Endpoint for IdempotencyEndpoint<E> {
             });
         }
 
+        // The lock is ours: find (or mint) the id this key's attempts share.
+        let minted = KeyedId(uuid::Uuid::now_v7());
+        let id = match store
+            .set_nx_or_get(&format!("{name}:id"), &minted.encode(&fp), self.shared.ttl)
+            .await
+            .map(|existing| existing.map(|bytes| KeyedId::decode(&bytes)))
+        {
+            Ok(None) => Ok(minted),
+            Ok(Some(Some((theirs, id)))) if theirs == fp => Ok(id),
+            // Minted for another body: the key was reused.
+            Ok(Some(Some(_))) => Err(Error::IdempotencyKeyReused),
+            Ok(Some(None)) => Err(Error::IdempotencyInFlight),
+            Err(err) => Err(err),
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(err) => {
+                if let Err(e) = store.replace_if(&name, &lock, &[], Duration::ZERO).await {
+                    tracing::warn!(error = %e, "could not release an idempotency lock");
+                }
+                return Ok(problem(&err, &instance));
+            }
+        };
+        req.set_data(id);
+
         let mut resp = match self.inner.call(req).await {
             Ok(resp) => resp.into_response(),
             Err(err) => err.into_response(),
@@ -524,9 +582,15 @@ mod tests {
         };
         assert_eq!(
             Entry::decode(&encode_done(&fp, &response)),
-            Some(Entry::Done { fp, response })
+            Some(Entry::Done {
+                fp: fp.clone(),
+                response
+            })
         );
         assert_eq!(Entry::decode(b"Lshort"), None);
+        let id = KeyedId(uuid::Uuid::now_v7());
+        assert_eq!(KeyedId::decode(&id.encode(&fp)), Some((fp.clone(), id)));
+        assert_eq!(KeyedId::decode(&encode_lock(&fp)), None);
     }
 
     #[test]

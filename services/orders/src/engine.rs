@@ -41,10 +41,33 @@ use crate::{
 /// How a saga's steps are timed.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// How long a step waits for its answer.
+    /// How long a step's first send waits for its answer.
     pub step_timeout: Duration,
+    /// The longest wait of any send: each resend waits twice as long as
+    /// the one before, up to this.
+    pub step_timeout_max: Duration,
     /// Sends of a step before it is given up.
     pub step_attempts: i32,
+}
+
+impl Timing {
+    /// How long send `attempt` (1 for the first) of a step waits. Doubling
+    /// keeps a healthy system's retries quick while letting a step ride out
+    /// an outage of minutes before the saga compensates (or parks as stuck):
+    /// with the defaults, 30 s, 1, 2, 4, 5 and 5 min, about 17 min in all.
+    pub fn wait_for(&self, attempt: i32) -> Duration {
+        let doublings = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        self.step_timeout
+            .saturating_mul(1 << doublings)
+            .min(self.step_timeout_max.max(self.step_timeout))
+    }
+
+    /// The deadline of send `attempt` made at `now`.
+    fn deadline(&self, now: DateTime<Utc>, attempt: i32) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.wait_for(attempt)).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 /// What feeding an input came to.
@@ -118,7 +141,7 @@ impl Engine {
                     step: Some(Step::ReserveStock),
                     attempts: 1,
                     sends: 1,
-                    deadline_at: Some(now + self.timing.step_timeout),
+                    deadline_at: Some(self.timing.deadline(now, 1)),
                     step_started_at: now,
                     last_error: None,
                     cancel_reason: None,
@@ -300,14 +323,13 @@ impl Engine {
         now: DateTime<Utc>,
         notes: &mut Vec<Note>,
     ) -> Option<Step> {
-        let deadline = Some(now + self.timing.step_timeout);
         match decision.next {
             Next::Send(step) => {
                 change.state = step.waiting_state();
                 change.step = Some(step);
                 change.attempts = 1;
                 change.sends += 1;
-                change.deadline_at = deadline;
+                change.deadline_at = Some(self.timing.deadline(now, 1));
                 change.step_started_at = now;
                 notes.push(started(step, 1));
                 Some(step)
@@ -315,7 +337,7 @@ impl Engine {
             Next::Resend => {
                 change.attempts += 1;
                 change.sends += 1;
-                change.deadline_at = deadline;
+                change.deadline_at = Some(self.timing.deadline(now, change.attempts));
                 change.step
             }
             Next::Complete => {
@@ -465,4 +487,34 @@ fn record_metrics(
 
 fn rand_millis(max: u64) -> Duration {
     Duration::from_millis(rand::random_range(0..max.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(first: u64, max: u64) -> Timing {
+        Timing {
+            step_timeout: Duration::from_secs(first),
+            step_timeout_max: Duration::from_secs(max),
+            step_attempts: 6,
+        }
+    }
+
+    #[test]
+    fn each_resend_waits_twice_as_long_up_to_the_most() {
+        let t = timing(30, 300);
+        let waits: Vec<u64> = (1..=6).map(|a| t.wait_for(a).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
+        // The default six sends ride out about 17 minutes.
+        assert_eq!(waits.iter().sum::<u64>(), 1050);
+        assert_eq!(t.wait_for(10_000), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_most_below_the_first_wait_means_fixed_waits() {
+        let t = timing(5, 1);
+        assert!((1..=4).all(|a| t.wait_for(a) == Duration::from_secs(5)));
+        assert_eq!(t.wait_for(0), Duration::from_secs(5));
+    }
 }

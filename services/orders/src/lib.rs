@@ -69,6 +69,7 @@ pub async fn run(
         host.outbox(),
         engine::Timing {
             step_timeout: settings.step_timeout,
+            step_timeout_max: settings.step_timeout_max,
             step_attempts: settings.step_attempts,
         },
     );

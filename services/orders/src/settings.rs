@@ -20,16 +20,21 @@ pub struct OrdersSettings {
     /// Pool size and acquire timeout (shared by every service; set by the caller).
     #[arg(skip)]
     pub db: DbSettings,
-    /// How long a saga step may wait for its answer before it is sent again.
+    /// How long a saga step's first send waits for its answer before it is
+    /// sent again; each resend waits twice as long, up to `--orders-step-timeout-max`.
     #[arg(id = "orders_step_timeout", long = "orders-step-timeout", env = "ORDERS_STEP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub step_timeout: Duration,
+    /// The longest any one send of a step waits.
+    #[arg(id = "orders_step_timeout_max", long = "orders-step-timeout-max", env = "ORDERS_STEP_TIMEOUT_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub step_timeout_max: Duration,
     /// Sends of a step (the first and its retries) before the saga
-    /// compensates, or, for a compensation, parks as `stuck`.
+    /// compensates, or, for a compensation, parks as `stuck`. With the
+    /// default timeouts, 6 sends ride out an outage of about 17 minutes.
     #[arg(
         id = "orders_step_attempts",
         long = "orders-step-attempts",
         env = "ORDERS_STEP_ATTEMPTS",
-        default_value_t = 3,
+        default_value_t = 6,
         value_parser = clap::value_parser!(i32).range(1..=100)
     )]
     pub step_attempts: i32,
@@ -59,7 +64,8 @@ impl OrdersSettings {
             database_url: url.into(),
             db: DbSettings::default(),
             step_timeout: Duration::from_secs(30),
-            step_attempts: 3,
+            step_timeout_max: Duration::from_secs(300),
+            step_attempts: 6,
             deadline_scan: Duration::from_secs(1),
             catalog_timeout: Duration::from_secs(2),
             catalog_retries: 2,
@@ -74,6 +80,7 @@ impl std::fmt::Debug for OrdersSettings {
             .field("database_url", &redact_url(&self.database_url))
             .field("db", &self.db)
             .field("step_timeout", &self.step_timeout)
+            .field("step_timeout_max", &self.step_timeout_max)
             .field("step_attempts", &self.step_attempts)
             .field("deadline_scan", &self.deadline_scan)
             .field("catalog_timeout", &self.catalog_timeout)

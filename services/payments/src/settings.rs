@@ -75,12 +75,13 @@ pub struct PaymentsSettings {
         default_value_t = 5
     )]
     pub breaker_failure_threshold: u32,
-    /// How long an open breaker fails calls fast before letting one probe through.
+    /// How long an open breaker first fails calls fast before letting one
+    /// probe through; each failed probe doubles it, up to 16 times as long.
     #[arg(
         id = "payments_breaker_open_duration",
         long = "payments-breaker-open-duration",
         env = "PAYMENTS_BREAKER_OPEN_DURATION",
-        default_value = "10s",
+        default_value = "1s",
         value_parser = humantime::parse_duration
     )]
     pub breaker_open_duration: Duration,
@@ -118,7 +119,7 @@ impl PaymentsSettings {
             provider_retries: 2,
             provider_backoff: Duration::from_millis(100),
             breaker_failure_threshold: 5,
-            breaker_open_duration: Duration::from_secs(10),
+            breaker_open_duration: Duration::from_secs(1),
             bulkhead_max_concurrent: 16,
             bulkhead_max_wait: Duration::from_millis(250),
             consumer: ConsumerSettings::default(),
@@ -209,7 +210,7 @@ mod tests {
         assert_eq!(s.provider_timeout, Duration::from_secs(2));
         assert_eq!(s.provider_retries, 2);
         assert_eq!(s.breaker_failure_threshold, 5);
-        assert_eq!(s.breaker_open_duration, Duration::from_secs(10));
+        assert_eq!(s.breaker_open_duration, Duration::from_secs(1));
         assert_eq!(s.bulkhead_max_concurrent, 16);
         assert_eq!(cli.consumer.max_deliver, 7);
         assert!(s.validate().is_ok());

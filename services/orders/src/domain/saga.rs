@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Every waiting state has a deadline. A forward step that misses it is
-//! sent again (`step_attempts` sends in all) and then compensated; a
+//! sent again (`step_attempts` sends in all, each waiting longer: see
+//! `engine::Timing`) and then compensated; a
 //! compensation that misses it as often is parked as `stuck` for an
 //! operator, who can give it fresh attempts. A stuck saga still accepts the
 //! answer it was waiting for, so one that arrives late completes it.

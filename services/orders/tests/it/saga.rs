@@ -355,6 +355,7 @@ async fn missed_deadlines_retry_then_compensate_then_park_for_an_operator() {
 async fn a_crash_mid_saga_resumes_on_restart() {
     let mut shop = Shop::start(|s| {
         s.step_timeout = Duration::from_secs(1);
+        s.step_timeout_max = Duration::from_secs(1);
         s.step_attempts = 30;
     })
     .await;
