@@ -385,6 +385,8 @@ where
     });
     let permits = Arc::new(Semaphore::new(ctx.settings.concurrency));
     let mut tasks = JoinSet::new();
+    // Pull streams ended by an error in a row, for the pause before the next.
+    let mut broken = 0u32;
     'outer: while !shutdown.is_cancelled() {
         let mut pull = consumer
             .stream()
@@ -428,13 +430,23 @@ where
                     });
                 }
                 Some(Err(err)) => {
-                    // Missed heartbeats and reconnects end up here; the
-                    // stream resumes by itself, a fresh one if it ended.
-                    tracing::warn!(consumer = %ctx.spec.durable, error = %err, "pull interrupted");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // No responders (no consumer leader yet, or one being
+                    // elected), missed heartbeats, a failed pull request:
+                    // the pull stream would count the lost request as still
+                    // pending and ask again only when its expiry runs out
+                    // (30 s), so a consumer whose first pull met a leader
+                    // election sat idle that long. Start a fresh pull instead.
+                    broken += 1;
+                    let pause = Duration::from_millis(100 << broken.min(4));
+                    tracing::warn!(consumer = %ctx.spec.durable, error = %err, retry_in = ?pause, "pull interrupted; pulling afresh");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => continue 'outer,
+                        _ = shutdown.cancelled() => break 'outer,
+                    }
                 }
                 None => break,
             }
+            broken = 0;
             while tasks.try_join_next().is_some() {}
         }
     }

@@ -181,7 +181,19 @@ impl KeyRing {
                 let key = Arc::new(KeyPair::generate());
                 write_key(dir, &key)?;
                 tracing::info!(kid = key.kid(), dir = %dir.display(), "generated an OAuth signing key");
-                key
+                // Replicas started together may each have generated one:
+                // read the directory again so that they agree on its newest
+                // as far as each can see, and know the others' keys.
+                let (current, retired) = scan_dir(dir, grace)?;
+                return Ok(Self {
+                    ring: RwLock::new(Ring {
+                        current: current.unwrap_or(key),
+                        retired,
+                    }),
+                    source: Source::Dir(dir.to_owned()),
+                    grace,
+                    last_lookup_reload: Default::default(),
+                });
             }
         };
         Ok(Self {
@@ -292,19 +304,21 @@ impl KeyRing {
             },
         };
         let mut ring = self.ring.write().expect("key ring lock");
-        if ring.current.kid() == current.kid() {
-            return Ok(());
+        if ring.current.kid() != current.kid() {
+            // The key we signed with until now stays verifiable for the grace period.
+            let now = SystemTime::now();
+            if !retired.iter().any(|r| r.key.kid() == ring.current.kid()) {
+                retired.push(Retired {
+                    key: ring.current.clone(),
+                    until: now + self.grace,
+                });
+            }
+            tracing::info!(kid = current.kid(), "a new OAuth signing key is current");
+            ring.current = current;
         }
-        // The key we signed with until now stays verifiable for the grace period.
-        let now = SystemTime::now();
-        if !retired.iter().any(|r| r.key.kid() == ring.current.kid()) {
-            retired.push(Retired {
-                key: ring.current.clone(),
-                until: now + self.grace,
-            });
-        }
-        tracing::info!(kid = current.kid(), "a new OAuth signing key is current");
-        ring.current = current;
+        // Even with the same current key: an older one another replica
+        // wrote (it generated its first key at the same moment as we did)
+        // signs tokens this replica must accept.
         ring.retired = retired;
         Ok(())
     }
@@ -456,6 +470,37 @@ mod tests {
         // With no grace left, the old file is ignored.
         let strict = KeyRing::from_dir(dir.path(), Duration::ZERO).unwrap();
         assert!(strict.find(&kid).is_none());
+    }
+
+    #[test]
+    fn a_replica_learns_an_older_key_another_replica_generated_at_the_same_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = KeyRing::from_dir(dir.path(), GRACE).unwrap();
+        // The other replica's first key, written a moment before ours but
+        // after we looked: older, so ours stays current.
+        let theirs = KeyPair::generate();
+        write_key(dir.path(), &theirs).unwrap();
+        let file = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains(theirs.kid()))
+            .unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(1))
+            .unwrap();
+        let current = ours.current().kid().to_owned();
+        assert!(
+            ours.find_or_reload(theirs.kid()).is_some(),
+            "their tokens verify"
+        );
+        assert_eq!(ours.current().kid(), current, "ours stays current");
+        // And a replica starting now agrees on the newest.
+        let later = KeyRing::from_dir(dir.path(), GRACE).unwrap();
+        assert_eq!(later.current().kid(), current);
+        assert!(later.find(theirs.kid()).is_some());
     }
 
     #[cfg(unix)]

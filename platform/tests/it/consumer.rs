@@ -910,3 +910,65 @@ async fn a_message_held_for_an_unavailable_database_is_dead_lettered_on_shutdown
         "{reason}"
     );
 }
+
+/// A pull that finds no consumer to answer it (its leader is being
+/// elected, or it is being re-created) gets "no responders"; the library's
+/// pull stream then counts that request as pending and asks again only
+/// when its expiry runs out (30 s + 5 s). Seen in the fault suite: a
+/// replica whose first pull met an election sat idle for half a minute.
+/// The runner starts a fresh pull after a short pause instead.
+#[tokio::test]
+async fn a_pull_that_found_no_consumer_is_made_again_at_once() {
+    let nats = Nats::start().await;
+    let seen = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let durable = "vanishing";
+    let (shutdown, task) = start(
+        &nats,
+        durable,
+        settings(5, &[100], Duration::from_secs(30)),
+        {
+            let seen = seen.clone();
+            move |d: Delivery| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(d.decode::<Thing>()?.n);
+                    Ok(())
+                }
+            }
+        },
+    );
+    publish_thing(&nats, 1).await;
+    eventually("the first message", Duration::from_secs(10), || async {
+        (seen.lock().unwrap().len() == 1).then_some(())
+    })
+    .await;
+
+    // The consumer is gone for a moment: pulls meanwhile find no responder.
+    let stream = nats.js.get_stream(TEST_EVENTS).await.unwrap();
+    let config = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    stream.delete_consumer(durable).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stream.create_consumer(config).await.unwrap();
+    let back = Instant::now();
+    publish_thing(&nats, 2).await;
+    eventually(
+        "the message after the consumer came back",
+        Duration::from_secs(60),
+        // The new consumer starts from the stream's start: 1 comes again.
+        || async { seen.lock().unwrap().contains(&2).then_some(()) },
+    )
+    .await;
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "pulled again after {took:?}"
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
