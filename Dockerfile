@@ -9,12 +9,18 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/jetshop /usr/local/bin/jetshop
 
 FROM debian:bookworm-slim
+# A fixed, numeric uid (10001): Kubernetes' runAsNonRoot can only verify a
+# numeric USER, and deploy/k8s/ runs the pods as 10001. The mail and OAuth
+# key folders exist in the image, owned by that user, so a named volume
+# mounted on them (docker-compose.yml) starts out writable by it.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home /var/lib/jetshop --create-home jetshop
+ && groupadd --system --gid 10001 jetshop \
+ && useradd --system --uid 10001 --gid 10001 --home /var/lib/jetshop --create-home jetshop \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/jetshop/mail /var/lib/jetshop/oauth-keys
 COPY --from=build /usr/local/bin/jetshop /usr/local/bin/jetshop
-USER jetshop
+USER 10001:10001
 WORKDIR /var/lib/jetshop
 ENV JETSHOP_LOG_FORMAT=json
 ENTRYPOINT ["jetshop"]

@@ -71,6 +71,17 @@ cluster: nats-server redis $(CLUSTER_BUILD) ## the scaled system on this machine
 cluster-smoke: nats-server redis $(CLUSTER_BUILD) ## `make cluster` on fresh databases: PKCE sign-in, orders across both gateways, SIGKILL of an orders replica and a NATS node, Ctrl-C
 	$(NATS_SERVER) python3 e2e/cluster_smoke.py "$(CLUSTER_JETSHOP)"
 
+# The deployment files, checked offline (no cluster, no Docker engine here):
+# deploy/k8s/ with kubernetes-validate, docker-compose.yml against the
+# compose-spec schema, and every environment variable and flag they give
+# jetshop against `jetshop <command> --help` of the release binary (or
+# JETSHOP=<path>). The self-test first proves the checks catch known mistakes.
+# Tools pinned in ops/requirements-deploy-check.txt, installed when missing.
+.PHONY: deploy-check
+deploy-check: $(CLUSTER_BUILD) ## validate deploy/k8s/ and docker-compose.yml offline, and every variable they set against `jetshop run <part> --help`
+	python3 ops/scripts/deploy-check --jetshop "$(CLUSTER_JETSHOP)" --self-test
+	python3 ops/scripts/deploy-check --jetshop "$(CLUSTER_JETSHOP)"
+
 .PHONY: release
 release: ## release build of the jetshop binary (what `make up` runs)
 	$(CARGO) build --release -p jetshop-cli
@@ -92,7 +103,7 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, cluster smoke, fuzz (seed 1) and browser walk
+test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
@@ -104,6 +115,7 @@ test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(CHECKOUT_SUITE)'
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast --no-capture --ignore-default-filter -E '$(CHAOS_SUITE)'
 	$(MAKE) --no-print-directory smoke
+	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory cluster-smoke
 	FUZZ_SEED="$${FUZZ_SEED:-1}" $(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory e2e
