@@ -20,7 +20,6 @@ mod deployment;
 mod faults;
 #[path = "../shared/invariants.rs"]
 mod invariants;
-mod shop;
 
 use std::{
     collections::HashMap,
@@ -32,6 +31,7 @@ use std::{
 };
 
 use jetshop_contracts::catalog::{CreateProduct, Money};
+use jetshop_loadtests::shop::{Customer, Retries, Shop};
 use jetshop_orders::{
     domain::saga::SagaState,
     storage::{entity::order, sagas},
@@ -41,10 +41,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use crate::{
-    deployment::Deployment,
-    shop::{Customer, Retries, Shop},
-};
+use crate::deployment::Deployment;
 
 /// Orders placed at least when `CHAOS_MIN_ORDERS` is not set: one pass of
 /// the fault schedule takes more than this anyway, so CI runs one pass.
@@ -110,9 +107,14 @@ async fn checkout_stays_exact_while_any_one_part_dies() {
     let plenty = products(&d, &[PLENTY, PLENTY, PLENTY]).await;
     let scarce = products(&d, &[SCARCE]).await[0];
     let shop = Shop::new(&d.gateways);
-    let customers: Vec<Customer> = futures::future::join_all(
-        (0..CUSTOMERS).map(|n| shop.sign_up(n, "orders:read orders:write")),
-    )
+    let customers: Vec<Customer> = futures::future::join_all((0..CUSTOMERS).map(|n| {
+        let shop = &shop;
+        async move {
+            shop.sign_up(n, "orders:read orders:write")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    }))
     .await;
 
     let tracker = Arc::new(Tracker::default());
@@ -248,7 +250,10 @@ async fn customer_loop(
         if with_scarce {
             lines.push((scarce, 1));
         }
-        let order_id = shop.place(&customer, &lines, card, &tracker.retries).await;
+        let order_id = shop
+            .place(&customer, &lines, card, &tracker.retries)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         tracker.orders.lock().unwrap().insert(
             order_id,
             Tracked {

@@ -3,7 +3,11 @@
 //! built-in issuer with the authorization code flow and PKCE (the public
 //! `swagger-ui` client, the real login form), and place orders with an
 //! `Idempotency-Key`, retrying a connection error, a 5xx or a 409 (the
-//! key's first request still holds its lock) against the other gateway.
+//! key's first request still holds its lock) against the next gateway.
+//!
+//! Shared by the fault suite (`cli/tests/chaos`) and the checkout load
+//! generator (`checkout-load`), so both load the system the way its
+//! users do.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +16,8 @@ use reqwest::{StatusCode, header, redirect::Policy};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// How long one placement may keep retrying before the test fails.
-const PLACE_PATIENCE: Duration = Duration::from_secs(180);
+/// How long one placement may keep retrying before it is an error.
+pub const PLACE_PATIENCE: Duration = Duration::from_secs(180);
 
 /// A signed-in customer.
 #[derive(Debug, Clone)]
@@ -41,31 +45,39 @@ pub struct Shop {
 }
 
 impl Shop {
+    /// Customers of these gateway base URLs (at least one).
     pub fn new(gateways: &[String]) -> Self {
+        assert!(!gateways.is_empty(), "a shop needs a gateway");
         Self {
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
                 .timeout(Duration::from_secs(15))
                 .pool_idle_timeout(Duration::from_secs(5))
                 .build()
-                .unwrap(),
+                .expect("an HTTP client"),
             gateways: gateways.to_vec(),
             public: gateways[0].clone(),
         }
     }
 
-    fn gateway(&self, i: usize) -> &str {
+    /// Gateway `i`, round the list.
+    pub fn gateway(&self, i: usize) -> &str {
         &self.gateways[i % self.gateways.len()]
     }
 
+    /// The HTTP client (no redirects followed), for other calls.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Register customer `n` and sign them in (retrying across gateways
-    /// while anything transient is in the way).
-    pub async fn sign_up(&self, n: usize, scopes: &str) -> Customer {
+    /// while anything transient is in the way, for up to a minute).
+    pub async fn sign_up(&self, n: usize, scopes: &str) -> Result<Customer, String> {
         let email = format!(
-            "customer{n}-{}@chaos.example",
+            "customer{n}-{}@load.example",
             &Uuid::new_v4().simple().to_string()[..8]
         );
-        let password = format!("Chaos-{}", Uuid::new_v4().simple());
+        let password = format!("Load-{}", Uuid::new_v4().simple());
         let home = n % self.gateways.len();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut attempt = 0;
@@ -86,15 +98,17 @@ impl Shop {
                     break;
                 }
                 Ok(r) if !r.status().is_server_error() => {
-                    panic!(
+                    return Err(format!(
                         "POST /v1/users: {} {}",
                         r.status(),
                         r.text().await.unwrap_or_default()
-                    )
+                    ));
                 }
                 _ => {}
             }
-            assert!(Instant::now() < deadline, "cannot register {email}");
+            if Instant::now() >= deadline {
+                return Err(format!("cannot register {email}"));
+            }
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -105,14 +119,16 @@ impl Shop {
                 .await
             {
                 Ok(token) => break token,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot sign in {email}: {e}");
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("cannot sign in {email}: {e}"));
+                }
+                Err(_) => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             }
         };
-        Customer { token, home }
+        Ok(Customer { token, home })
     }
 
     /// The code flow with PKCE through gateway `gw`; the access token.
@@ -202,14 +218,15 @@ impl Shop {
     }
 
     /// Place one order under a fresh `Idempotency-Key`, retrying (same key,
-    /// alternating gateways) until it is accepted; the order's id.
+    /// alternating gateways) until it is accepted, for up to
+    /// [`PLACE_PATIENCE`]; the order's id. Any other 4xx is an error.
     pub async fn place(
         &self,
         customer: &Customer,
         lines: &[(Uuid, i64)],
         card_token: &str,
         retries: &std::sync::Mutex<Retries>,
-    ) -> Uuid {
+    ) -> Result<Uuid, String> {
         let key = Uuid::new_v4().to_string();
         let body = json!({
             "lines": lines.iter().map(|(p, q)| json!({"product_id": p, "quantity": q})).collect::<Vec<_>>(),
@@ -231,39 +248,45 @@ impl Shop {
                 .await;
             match sent {
                 Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                    let v: Value = r.json().await.expect("202 body");
-                    let order_id = v["order_id"]
+                    let v: Value = r.json().await.map_err(|e| format!("202 body: {e}"))?;
+                    return v["order_id"]
                         .as_str()
                         .and_then(|s| s.parse().ok())
-                        .expect("order id");
-                    return order_id;
+                        .ok_or_else(|| format!("no order id in {v}"));
                 }
                 Ok(r) if r.status() == StatusCode::CONFLICT => {
-                    retries.lock().unwrap().conflicts += 1;
+                    lock(retries).conflicts += 1;
                     last = format!("409 {}", r.text().await.unwrap_or_default());
                 }
                 Ok(r) if r.status().is_server_error() => {
-                    retries.lock().unwrap().server_errors += 1;
+                    lock(retries).server_errors += 1;
                     last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
                 }
-                Ok(r) => panic!(
-                    "POST /v1/orders on {gw}: {} {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                ),
+                Ok(r) => {
+                    return Err(format!(
+                        "POST /v1/orders on {gw}: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
                 Err(e) => {
-                    retries.lock().unwrap().connection_errors += 1;
+                    lock(retries).connection_errors += 1;
                     last = e.to_string();
                 }
             }
-            assert!(
-                started.elapsed() < PLACE_PATIENCE,
-                "a placement not accepted after {PLACE_PATIENCE:?} ({requests} requests); last: {last}"
-            );
+            if started.elapsed() >= PLACE_PATIENCE {
+                return Err(format!(
+                    "a placement not accepted after {PLACE_PATIENCE:?} ({requests} requests); last: {last}"
+                ));
+            }
             let backoff = Duration::from_millis(100 * u64::from(requests.min(10)));
             tokio::time::sleep(backoff).await;
         }
     }
+}
+
+fn lock(retries: &std::sync::Mutex<Retries>) -> std::sync::MutexGuard<'_, Retries> {
+    retries.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The signed authorization request in the login form.
