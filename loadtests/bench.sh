@@ -2,15 +2,19 @@
 # The benchmark harness (`make bench`): in one run, load the gateway's
 # GET /v1/products/{id} and a bare Poem handler that returns the same bytes,
 # with the same load generator and the same connections, then print
-# requests/s, p50 and p99 of each and their ratio, and write them as JSON
-# under loadtests/results/ (a timestamped file and latest.json).
+# requests/s, p50 and p99 of each and their ratio; then the checkout through
+# REST (checkout-load: PKCE sign-ins, orders at full speed and at a fixed
+# rate, each followed to its end, CPU per order and RSS of jetshop and
+# nats-server); and write it all as JSON under loadtests/results/ (a
+# timestamped file and latest.json).
 #
 # The gateway path is HTTP -> Poem middleware -> NATS request -> catalog
 # (SQLite) -> reply -> HTTP; the bare handler is the floor for the HTTP part.
 #
 # Tunables: BENCH_DURATION (15s), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
 # BENCH_WARMUP (3s), BENCH_TOOL (wrk or k6; default wrk, k6 if wrk cannot be
-# installed). Logs of the run stay in the printed temporary folder on failure.
+# installed), BENCH_CHECKOUT_ORDERS (600), BENCH_CHECKOUT_CUSTOMERS (32),
+# BENCH_CHECKOUT_RATE (250 orders/s for the fixed-rate run). Logs of the run stay in the printed temporary folder on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -141,10 +145,24 @@ say "$tool: the same against bare-poem"
 bp_out="$(measure "$bare$path" bare-poem)" || die "the bare-poem run is not a valid measurement (logs in $work)"
 read -r bp_rps bp_p50 bp_p99 <<<"$bp_out"
 
+# --- checkout through REST ----------------------------------------------------------
+nats_pid="$(pgrep -P "$jetshop_pid" nats-server | head -n1 || true)"
+procs=(--process "jetshop=$jetshop_pid")
+[[ -n "$nats_pid" ]] && procs+=(--process "nats-server=$nats_pid")
+checkout() { # scenario, extra args...
+  local name="$1"; shift
+  JETSHOP_ADMIN_PASSWORD="$(cat "$work/data/admin-password")" "$release/checkout-load" \
+    --url "$gw" --orders "${BENCH_CHECKOUT_ORDERS:-600}" --customers "${BENCH_CHECKOUT_CUSTOMERS:-32}" \
+    "${procs[@]}" --scenario "$name" --out "$work/checkout-$name.json" "$@" >&2
+}
+say "checkout: ${BENCH_CHECKOUT_ORDERS:-600} orders at full speed, then at ${BENCH_CHECKOUT_RATE:-250}/s"
+checkout full-speed || die "the checkout run failed (logs in $work)"
+checkout fixed-rate --rate "${BENCH_CHECKOUT_RATE:-250}" || die "the fixed-rate checkout run failed (logs in $work)"
+
 # --- report ------------------------------------------------------------------------
 mkdir -p "$RESULTS"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-python3 - "$RESULTS/$stamp.json" <<PY
+python3 - "$RESULTS/$stamp.json" "$work"/checkout-*.json <<PY
 import json, sys
 gw = dict(rps=float("$gw_rps"), p50_ms=float("$gw_p50"), p99_ms=float("$gw_p99"))
 bp = dict(rps=float("$bp_rps"), p50_ms=float("$bp_p50"), p99_ms=float("$bp_p99"))
@@ -165,6 +183,7 @@ result = {
         "p50_gateway_over_bare": round(gw["p50_ms"] / bp["p50_ms"], 3) if bp["p50_ms"] else None,
         "p99_gateway_over_bare": round(gw["p99_ms"] / bp["p99_ms"], 3) if bp["p99_ms"] else None,
     },
+    "checkout": [json.load(open(p)) for p in sys.argv[2:]],
 }
 with open(sys.argv[1], "w") as f:
     json.dump(result, f, indent=2)
@@ -175,6 +194,13 @@ for name, r in (("gateway", gw), ("bare-poem", bp)):
     print(f"{name:12} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
 ratio = result["ratio"]
 print(f"{'ratio':12} {ratio['rps_gateway_over_bare']:>10} {ratio['p50_gateway_over_bare']:>8} {ratio['p99_gateway_over_bare']:>8}")
+print()
+print(f"{'checkout':12} {'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'CPU ms/order':>13} {'jetshop RSS MB':>15}")
+for c in result["checkout"]:
+    t = c["placed_to_final_s"]
+    rss = c["processes"].get("jetshop", {})
+    print(f"{c['scenario']:12} {c['orders_per_s_end_to_end']:>10.1f} {t['p50']*1e3:>8.0f} {t['p99']*1e3:>8.0f} {t['p99_9']*1e3:>9.0f} "
+          f"{(c['cpu_ms_per_order'] or 0):>13.2f} {rss.get('rss_mb_before', 0):>7.0f}->{rss.get('rss_mb_after', 0):<7.0f}")
 PY
 cp "$RESULTS/$stamp.json" "$RESULTS/latest.json"
 echo
