@@ -255,7 +255,15 @@ pub struct Relay {
     service: String,
     batch: u64,
     lease: Lease,
+    /// When the backlog gauges were last measured from the table.
+    measured_at: std::sync::Mutex<Option<Instant>>,
 }
+
+/// Least time between two measurements of the backlog while publishing:
+/// each is two queries, and a busy relay publishes many small batches a
+/// second (every statement is a trip to the database's thread); a gauge
+/// scraped every few seconds needs no more.
+const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,6 +295,7 @@ impl Relay {
             },
             service,
             batch: 256,
+            measured_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -580,7 +589,25 @@ impl Relay {
                     .increment(duplicates);
             }
         }
-        self.measure().await?;
+        // Measured after a failure (the figure operators look at then) and
+        // at most once a second otherwise. A short batch sent whole most
+        // likely emptied the outbox: say so without asking; a commit since
+        // shows at the next measurement.
+        let drained = failure.is_none() && (rows.len() as u64) < self.batch;
+        let due = {
+            let mut at = self.measured_at.lock().unwrap_or_else(|e| e.into_inner());
+            let due = failure.is_some() || at.is_none_or(|t| t.elapsed() >= MEASURE_EVERY);
+            if due {
+                *at = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.measure().await?;
+        } else if drained {
+            metrics::gauge!(m::OUTBOX_BACKLOG, "service" => self.service.clone()).set(0.0);
+            metrics::gauge!(m::OUTBOX_OLDEST_AGE, "service" => self.service.clone()).set(0.0);
+        }
         if let Some((seq, error)) = failure {
             entity::Entity::update_many()
                 .col_expr(
