@@ -51,6 +51,29 @@ pub enum Command {
     /// Inspect order sagas and retry stuck ones (through the orders service).
     #[command(subcommand)]
     Sagas(SagasCommand),
+    /// Write NATS users with per-part permissions (from the contracts), their
+    /// nkeys, a development CA and TLS certificates for server and clients.
+    NatsConfig(NatsConfigArgs),
+}
+
+/// `jetshop nats-config`.
+#[derive(clap::Args, Debug)]
+pub struct NatsConfigArgs {
+    /// Directory to write into; keys and certificates already there are kept.
+    #[arg(
+        long,
+        short,
+        env = "JETSHOP_NATS_CONFIG_DIR",
+        default_value = "nats-security"
+    )]
+    pub out: PathBuf,
+    /// Host names and IP addresses the server's certificate is valid for.
+    #[arg(
+        long = "host",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,localhost"
+    )]
+    pub hosts: Vec<String>,
 }
 
 /// `jetshop sagas ...`.
@@ -565,7 +588,8 @@ impl Cli {
             | Command::Users(_)
             | Command::Oauth(_)
             | Command::Dlq(_)
-            | Command::Sagas(_) => None,
+            | Command::Sagas(_)
+            | Command::NatsConfig(_) => None,
         }
     }
 }

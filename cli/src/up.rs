@@ -90,10 +90,13 @@ async fn run_parts(
     } else {
         None
     };
+    // One connection for every part: per-part NATS users cannot apply
+    // here, so `up` connects without credentials (see
+    // docs/operations/nats-security.md).
     let nats = NatsSettings {
-        url,
         connect_timeout: args.nats_connect_timeout,
         replicas: args.stream_replicas,
+        ..NatsSettings::for_url(url)
     };
     tracing::info!(
         ?nats,

@@ -5,7 +5,11 @@
 //! Secrets never reach a log line: [`redact_url`] masks URL passwords and
 //! every `Debug` impl here uses it.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Args;
 
@@ -27,6 +31,29 @@ pub struct NatsSettings {
     /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
     #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
+    /// File holding this part's NATS nkey seed (`SU...`), written by
+    /// `jetshop nats-config`; none: connect without credentials.
+    #[arg(long = "nats-nkey-file", env = "NATS_NKEY_FILE")]
+    pub nkey_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for the server's TLS certificate.
+    /// Giving it, a client certificate or a `tls://` URL makes TLS required.
+    #[arg(long = "nats-tls-ca", env = "NATS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for servers that verify clients (mTLS);
+    /// needs `--nats-tls-key`.
+    #[arg(long = "nats-tls-cert", env = "NATS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--nats-tls-cert`.
+    #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Prefix of this connection's reply subjects. Under per-part NATS
+    /// permissions each part may read only its own, `_INBOX_<part>`.
+    #[arg(
+        long = "nats-inbox-prefix",
+        env = "NATS_INBOX_PREFIX",
+        default_value = "_INBOX"
+    )]
+    pub inbox_prefix: String,
 }
 
 impl NatsSettings {
@@ -36,7 +63,32 @@ impl NatsSettings {
             url: url.into(),
             connect_timeout: Duration::from_secs(30),
             replicas: 1,
+            nkey_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            inbox_prefix: "_INBOX".into(),
         }
+    }
+
+    /// These settings with the credentials, certificates and inbox prefix
+    /// of one part's directory as `jetshop nats-config` writes it
+    /// (`<dir>/<part>.nk`, `<part>.pem`, `<part>-key.pem`, and the `ca.pem`
+    /// beside `<dir>`).
+    pub fn with_part_credentials(mut self, dir: &Path, part: &str) -> Self {
+        self.nkey_file = Some(dir.join(format!("{part}.nk")));
+        self.tls_cert = Some(dir.join(format!("{part}.pem")));
+        self.tls_key = Some(dir.join(format!("{part}-key.pem")));
+        self.tls_ca = dir.parent().map(|root| root.join("ca.pem"));
+        self.inbox_prefix = jetshop_contracts::access::inbox_prefix(part);
+        self
+    }
+
+    /// Whether the connection must be encrypted.
+    pub fn tls_required(&self) -> bool {
+        self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.url.split(',').any(|u| u.trim().starts_with("tls://"))
     }
 }
 
@@ -46,6 +98,12 @@ impl fmt::Debug for NatsSettings {
             .field("url", &redact_url(&self.url))
             .field("connect_timeout", &self.connect_timeout)
             .field("replicas", &self.replicas)
+            // Paths only: the seed and the key stay in their files.
+            .field("nkey_file", &self.nkey_file)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }

@@ -1,0 +1,222 @@
+//! NATS security on a real server configured by `jetshop nats-config`:
+//! the server refuses what a part's credentials do not allow, clients
+//! without credentials, plaintext clients and clients without a
+//! certificate from the CA.
+
+#[path = "shared/secure_nats.rs"]
+mod secure_nats;
+
+use std::{
+    io::{Read, Write},
+    time::Duration,
+};
+
+use async_nats::{ConnectErrorKind, jetstream};
+use futures::StreamExt;
+use jetshop_contracts::{streams, subjects};
+use jetshop_platform::{Error, nats};
+use secure_nats::SecureNats;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jetshop");
+
+/// A JetStream context for `part`, quick to give up on a PubAck that a
+/// refused publish never gets.
+async fn js_as(nats: &SecureNats, part: &str) -> jetstream::Context {
+    let client = nats::connect(&nats.settings(part), part)
+        .await
+        .unwrap_or_else(|e| panic!("{part} connects: {e}"));
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_secs(1));
+    js
+}
+
+async fn publish(js: &jetstream::Context, subject: String) -> Result<(), String> {
+    js.publish(subject, "{}".into())
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn stored(js: &jetstream::Context, stream: &str) -> u64 {
+    let mut s = js.get_stream(stream).await.unwrap();
+    s.info().await.unwrap().state.messages
+}
+
+#[tokio::test]
+async fn a_part_cannot_publish_another_part_s_commands_or_events() {
+    let nats = SecureNats::start(BIN);
+    let ops = jetstream::new(nats.ops().await);
+    nats::provision_streams(&ops, &streams::all(), 1)
+        .await
+        .unwrap();
+    let order = uuid::Uuid::now_v7();
+    let reserve = subjects::keyed::subject(subjects::catalog::RESERVE_STOCK, order);
+    let confirmed = subjects::keyed::subject(subjects::orders::CONFIRMED, order);
+    let captured = subjects::keyed::subject(subjects::payments::CAPTURED, order);
+
+    // An observer with every right sees whatever gets through.
+    let mut seen = ops
+        .client()
+        .subscribe(subjects::orders::EVENTS_ALL)
+        .await
+        .unwrap();
+
+    let payments = js_as(&nats, "payments").await;
+    assert!(
+        publish(&payments, reserve.clone()).await.is_err(),
+        "payments sent a catalog command"
+    );
+    assert!(
+        publish(&payments, confirmed.clone()).await.is_err(),
+        "payments published an orders event"
+    );
+    let capture = subjects::keyed::subject(subjects::payments::CAPTURE, order);
+    assert!(
+        publish(&payments, capture).await.is_err(),
+        "payments sent itself a command only orders sends"
+    );
+    // Its own events go through.
+    publish(&payments, captured).await.unwrap();
+
+    let gateway = js_as(&nats, "gateway").await;
+    assert!(
+        publish(&gateway, confirmed.clone()).await.is_err(),
+        "the gateway published an orders event"
+    );
+
+    // The same subjects from the part that owns them are accepted.
+    let orders = js_as(&nats, "orders").await;
+    publish(&orders, reserve).await.unwrap();
+    publish(&orders, confirmed.clone()).await.unwrap();
+
+    assert_eq!(stored(&ops, streams::CATALOG_COMMANDS).await, 1);
+    assert_eq!(stored(&ops, streams::ORDERS_EVENTS).await, 1);
+    assert_eq!(stored(&ops, streams::PAYMENTS_COMMANDS).await, 0);
+    assert_eq!(stored(&ops, streams::PAYMENTS_EVENTS).await, 1);
+    let first = tokio::time::timeout(Duration::from_secs(2), seen.next())
+        .await
+        .expect("the orders event reaches the observer")
+        .unwrap();
+    assert_eq!(first.subject.as_str(), confirmed);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), seen.next())
+            .await
+            .is_err(),
+        "a refused publish reached a subscriber"
+    );
+
+    // Subscriptions are refused too: payments cannot listen to orders events.
+    let mut eavesdrop = payments
+        .client()
+        .subscribe(subjects::orders::EVENTS_ALL)
+        .await
+        .unwrap();
+    payments.client().flush().await.unwrap();
+    publish(
+        &orders,
+        subjects::keyed::subject(subjects::orders::CANCELLED, order),
+    )
+    .await
+    .unwrap();
+    let heard = tokio::time::timeout(Duration::from_millis(500), eavesdrop.next()).await;
+    assert!(
+        !matches!(heard, Ok(Some(_))),
+        "payments received an orders event"
+    );
+}
+
+#[tokio::test]
+async fn a_client_without_credentials_cannot_connect() {
+    let nats = SecureNats::start(BIN);
+    let mut settings = nats.settings("ops");
+    settings.nkey_file = None;
+    settings.connect_timeout = Duration::from_millis(500);
+    let err = nats::connect(&settings, "anonymous").await.unwrap_err();
+    match err {
+        Error::Connect { source, .. } => assert_eq!(
+            source.kind(),
+            ConnectErrorKind::AuthorizationViolation,
+            "{source}"
+        ),
+        other => panic!("expected a refused connection, got {other}"),
+    }
+
+    // Someone else's seed is no better than none: a fresh nkey the server
+    // does not know.
+    let stranger = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(stranger.path(), nkeys::KeyPair::new_user().seed().unwrap()).unwrap();
+    settings.nkey_file = Some(stranger.path().to_owned());
+    let err = nats::connect(&settings, "stranger").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Connect { source, .. }
+            if source.kind() == ConnectErrorKind::AuthorizationViolation),
+        "{err}"
+    );
+    // With its own credentials the same client gets in.
+    nats.ops().await;
+}
+
+#[tokio::test]
+async fn a_plaintext_client_is_refused_when_tls_is_required() {
+    let nats = SecureNats::start(BIN);
+    // Speak the protocol in the clear, as a client without TLS does.
+    let addr = nats.server.url().replace("nats://", "");
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut info = [0u8; 4096];
+    let n = socket.read(&mut info).unwrap();
+    let info = String::from_utf8_lossy(&info[..n]);
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    socket
+        .write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    // The server takes those bytes for a failed TLS handshake and hangs
+    // up: the connection ends (not our read timeout) without a PONG.
+    let ended = socket.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(ended.is_ok(), "the server kept the connection: {ended:?}");
+    assert!(!answer.contains("PONG"), "{answer:?}");
+
+    // TLS without a client certificate from the CA is refused as well (mTLS).
+    let mut settings = nats.settings("ops");
+    settings.tls_cert = None;
+    settings.tls_key = None;
+    settings.connect_timeout = Duration::from_millis(500);
+    assert!(matches!(
+        nats::connect(&settings, "no-client-cert").await,
+        Err(Error::Connect { .. })
+    ));
+
+    // A client that does not trust the dev CA refuses the server.
+    let mut settings = nats.settings("ops");
+    settings.tls_ca = None;
+    settings.connect_timeout = Duration::from_millis(500);
+    assert!(matches!(
+        nats::connect(&settings, "untrusting").await,
+        Err(Error::Connect { .. })
+    ));
+}
+
+#[tokio::test]
+async fn bad_security_settings_stop_the_process_with_one_clear_line() {
+    let nats = SecureNats::start(BIN);
+    let mut settings = nats.settings("payments");
+    settings.nkey_file = Some(nats.part_dir("payments").join("payments.pem"));
+    let err = nats::connect(&settings, "payments").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(line) if line.contains("--nats-nkey-file")),
+        "{err}"
+    );
+    let mut settings = nats.settings("payments");
+    settings.tls_ca = Some(nats.dir.path().join("missing.pem"));
+    let err = nats::connect(&settings, "payments").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(line) if line.contains("--nats-tls-ca")),
+        "{err}"
+    );
+}
