@@ -15,13 +15,13 @@ use async_nats::{ConnectErrorKind, jetstream};
 use futures::StreamExt;
 use jetshop_contracts::{streams, subjects};
 use jetshop_platform::{Error, nats};
-use secure_nats::SecureNats;
+use secure_nats::Credentials;
 
 const BIN: &str = env!("CARGO_BIN_EXE_jetshop");
 
 /// A JetStream context for `part`, quick to give up on a PubAck that a
 /// refused publish never gets.
-async fn js_as(nats: &SecureNats, part: &str) -> jetstream::Context {
+async fn js_as(nats: &Credentials, part: &str) -> jetstream::Context {
     let client = nats::connect(&nats.settings(part), part)
         .await
         .unwrap_or_else(|e| panic!("{part} connects: {e}"));
@@ -46,7 +46,7 @@ async fn stored(js: &jetstream::Context, stream: &str) -> u64 {
 
 #[tokio::test]
 async fn a_part_cannot_publish_another_part_s_commands_or_events() {
-    let nats = SecureNats::start(BIN);
+    let (_server, nats) = secure_nats::start(BIN);
     let ops = jetstream::new(nats.ops().await);
     nats::provision_streams(&ops, &streams::all(), 1)
         .await
@@ -129,7 +129,7 @@ async fn a_part_cannot_publish_another_part_s_commands_or_events() {
 
 #[tokio::test]
 async fn a_client_without_credentials_cannot_connect() {
-    let nats = SecureNats::start(BIN);
+    let (_server, nats) = secure_nats::start(BIN);
     let mut settings = nats.settings("ops");
     settings.nkey_file = None;
     settings.connect_timeout = Duration::from_millis(500);
@@ -160,9 +160,9 @@ async fn a_client_without_credentials_cannot_connect() {
 
 #[tokio::test]
 async fn a_plaintext_client_is_refused_when_tls_is_required() {
-    let nats = SecureNats::start(BIN);
+    let (server, nats) = secure_nats::start(BIN);
     // Speak the protocol in the clear, as a client without TLS does.
-    let addr = nats.server.url().replace("nats://", "");
+    let addr = server.url().replace("nats://", "");
     let mut socket = std::net::TcpStream::connect(&addr).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -204,7 +204,7 @@ async fn a_plaintext_client_is_refused_when_tls_is_required() {
 
 #[tokio::test]
 async fn bad_security_settings_stop_the_process_with_one_clear_line() {
-    let nats = SecureNats::start(BIN);
+    let (_server, nats) = secure_nats::start(BIN);
     let mut settings = nats.settings("payments");
     settings.nkey_file = Some(nats.part_dir("payments").join("payments.pem"));
     let err = nats::connect(&settings, "payments").await.unwrap_err();

@@ -19,7 +19,7 @@
 //!   pull consumer deliveries. A private prefix per part means one part
 //!   cannot read the replies sent to another;
 //! - the JetStream API on the streams it provisions (`STREAM.INFO`,
-//!   `.CREATE`, `.UPDATE`) and consumes (consumer create, info and
+//!   `.CREATE`, `.UPDATE`) and consumes (consumer create, info, delete and
 //!   next-message requests, acks), and `dlq.>` to dead-letter what it gives
 //!   up on. Consumer names are not part of the contracts, so consumer
 //!   rights are per stream, not per consumer.
@@ -90,7 +90,9 @@ impl Access {
             }
         }
         for stream in &self.consumes {
-            for api in ["CREATE", "DURABLE.CREATE", "INFO", "MSG.NEXT"] {
+            // DELETE: a per-key consumer removes the single durable it
+            // replaced (see the platform's consumer runner).
+            for api in ["CREATE", "DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE"] {
                 publish.push(format!("$JS.API.CONSUMER.{api}.{stream}.>"));
             }
             publish.push(format!("$JS.ACK.{stream}.>"));

@@ -7,37 +7,38 @@ use std::{path::PathBuf, process::Command, time::Duration};
 use jetshop_platform::config::NatsSettings;
 use jetshop_testkit::NatsServer;
 
-/// The server and the directory of generated material.
-pub struct SecureNats {
-    pub server: NatsServer,
-    pub dir: tempfile::TempDir,
+/// Run `jetshop nats-config` into a fresh directory and start a server
+/// with its `auth.conf`; the server, and the credentials to reach it.
+pub fn start(bin: &str) -> (NatsServer, Credentials) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .args(["nats-config", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("run jetshop nats-config");
+    assert!(
+        out.status.success(),
+        "jetshop nats-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Inline rather than `include`d: the server resolves an include
+    // relative to the including file, which lives in the store.
+    let auth = std::fs::read_to_string(dir.path().join("auth.conf")).unwrap();
+    let server = NatsServer::start_with_config(&auth);
+    let url = server.url().replace("nats://", "tls://");
+    (server, Credentials { dir, url })
 }
 
-impl SecureNats {
-    /// Run `jetshop nats-config` into a fresh directory and start a server
-    /// with its `auth.conf`.
-    pub fn start(bin: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(bin)
-            .args(["nats-config", "--out"])
-            .arg(dir.path())
-            .output()
-            .expect("run jetshop nats-config");
-        assert!(
-            out.status.success(),
-            "jetshop nats-config: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Inline rather than `include`d: the server resolves an include
-        // relative to the including file, which lives in the store.
-        let auth = std::fs::read_to_string(dir.path().join("auth.conf")).unwrap();
-        let server = NatsServer::start_with_config(&auth);
-        Self { server, dir }
-    }
+/// What `jetshop nats-config` wrote, and the server's `tls://` URL.
+pub struct Credentials {
+    pub dir: tempfile::TempDir,
+    url: String,
+}
 
+impl Credentials {
     /// `tls://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        self.server.url().replace("nats://", "tls://")
+        self.url.clone()
     }
 
     /// The directory of one part's credentials.
