@@ -220,3 +220,169 @@ async fn bad_security_settings_stop_the_process_with_one_clear_line() {
         "{err}"
     );
 }
+
+/// `jetshop run <part>` as its own NATS user, its log in `logs`.
+fn run_part(
+    nats: &Credentials,
+    logs: &std::path::Path,
+    part: &str,
+    own: Vec<String>,
+) -> jetshop_testkit::Process {
+    let mut args = vec!["run".to_owned(), part.to_owned()];
+    args.extend(own);
+    args.extend(nats.flags(part));
+    jetshop_testkit::Process::spawn(
+        part,
+        logs,
+        BIN,
+        args,
+        &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
+    )
+}
+
+async fn ready(url: &str) {
+    jetshop_testkit::eventually(
+        &format!("{url} to be ready"),
+        Duration::from_secs(60),
+        || async move {
+            let status = reqwest::get(url).await.ok()?.status();
+            status.is_success().then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gateway_users_catalog_and_orders_serve_http_each_as_its_own_user() {
+    let (_server, nats) = secure_nats::start(BIN);
+    let data = tempfile::tempdir().unwrap();
+    let db = |part: &str| format!("sqlite://{}/{part}.db?mode=rwc", data.path().display());
+    // A machine client in the users database, as an operator makes one.
+    let made = std::process::Command::new(BIN)
+        .args(["oauth", "create-client", "--client-id", "importer"])
+        .args(["--confidential", "--grant", "client_credentials"])
+        .args(["--scope", "catalog:write", "--scope", "orders:read"])
+        .args(["--users-database-url", &db("users")])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let printed = String::from_utf8_lossy(&made.stdout);
+    let secret = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .expect("the secret is printed")
+        .to_owned();
+
+    let admin = || -> (Vec<String>, String) {
+        let addr = format!("127.0.0.1:{}", jetshop_testkit::free_port());
+        let url = format!("http://{addr}/readyz");
+        (vec!["--admin-addr".into(), addr], url)
+    };
+    let logs = data.path();
+    let mut parts = Vec::new();
+    let mut probes = Vec::new();
+    for (part, flag) in [
+        ("users", "--users-database-url"),
+        ("catalog", "--catalog-database-url"),
+        ("orders", "--orders-database-url"),
+    ] {
+        let (mut args, probe) = admin();
+        args.extend([flag.to_owned(), db(part)]);
+        parts.push(run_part(&nats, logs, part, args));
+        probes.push(probe);
+    }
+    let http = format!("127.0.0.1:{}", jetshop_testkit::free_port());
+    let base = format!("http://{http}");
+    parts.push(run_part(
+        &nats,
+        logs,
+        "gateway",
+        vec![
+            "--http-addr".into(),
+            http.clone(),
+            "--oauth-key-dir".into(),
+            data.path().join("oauth-keys").display().to_string(),
+        ],
+    ));
+    probes.push(format!("{base}/readyz"));
+    for probe in &probes {
+        ready(probe).await;
+    }
+
+    let web = reqwest::Client::new();
+    // users.rpc.user.register, from the gateway's user to the users service's.
+    let registered = web
+        .post(format!("{base}/v1/users"))
+        .json(&serde_json::json!({
+            "email": "secure@example.com",
+            "password": "a long secret passphrase 7",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201, "{:?}", registered.text().await);
+
+    // users.rpc.client.authenticate.
+    let token: serde_json::Value = web
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("importer", Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "catalog:write orders:read"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().expect("a token").to_owned();
+
+    // catalog.commands.create-product from the gateway, then
+    // catalog.rpc.product.get once the catalog has made it.
+    let created = web
+        .post(format!("{base}/v1/products"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "secure-product-1")
+        .json(&serde_json::json!({
+            "sku": "SEC-1", "name": "Padlock",
+            "price": {"amount_minor": 1200, "currency": "EUR"}, "stock": 3,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202, "{:?}", created.text().await);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let product_url = format!("{base}{location}");
+    jetshop_testkit::eventually("the product", Duration::from_secs(20), || {
+        let url = product_url.clone();
+        async move { (reqwest::get(url).await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+
+    // orders.rpc.order.get answers (not found) rather than timing out.
+    let missing = web
+        .get(format!("{base}/v1/orders/{}", uuid::Uuid::now_v7()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404, "{:?}", missing.text().await);
+
+    for part in &mut parts {
+        part.terminate(Duration::from_secs(10));
+    }
+    for part in &parts {
+        let log = std::fs::read_to_string(part.log()).unwrap();
+        assert!(log.contains("NATS connected"), "{}: {log}", part.name());
+        assert!(
+            !log.contains("Permissions Violation"),
+            "{} was refused something:\n{log}",
+            part.name()
+        );
+    }
+}

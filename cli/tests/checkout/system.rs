@@ -130,11 +130,10 @@ impl System {
         // The test stands in for the gateway and for operators: it places
         // orders, creates products and reads every stream, so under
         // security it is the unrestricted `ops` user.
-        let settings = match &credentials {
-            Some(c) => c.settings("ops"),
-            None => NatsSettings::for_url(nats.url()),
+        let client = match &credentials {
+            Some(c) => c.ops().await,
+            None => connect(&NatsSettings::for_url(nats.url()), "checkout-test").await,
         };
-        let client = connect(&settings, "checkout-test").await;
         let mut system = Self {
             credentials,
             js: jetstream::new(client.clone()),
