@@ -351,6 +351,24 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_required_by_a_ca_a_client_certificate_or_a_tls_url() {
+        let plain = NatsSettings::for_url("nats://a:4222");
+        assert!(!plain.tls_required());
+        assert!(NatsSettings::for_url("nats://a:4222, tls://b:4222").tls_required());
+        let part = plain.with_part_credentials(Path::new("/sec/payments"), "payments");
+        assert!(part.tls_required());
+        assert_eq!(part.tls_ca.as_deref(), Some(Path::new("/sec/ca.pem")));
+        assert_eq!(
+            part.nkey_file.as_deref(),
+            Some(Path::new("/sec/payments/payments.nk"))
+        );
+        assert_eq!(part.inbox_prefix, "_INBOX_payments");
+        // Paths are logged, never what the files hold.
+        let logged = format!("{part:?}");
+        assert!(logged.contains("payments.nk") && logged.contains("_INBOX_payments"));
+    }
+
+    #[test]
     fn backoff_repeats_its_last_step() {
         let s = ConsumerSettings {
             backoff: vec![Duration::from_millis(100), Duration::from_millis(300)],

@@ -377,6 +377,27 @@ mod tests {
     }
 
     #[test]
+    fn inbox_prefixes_must_be_one_token_and_a_cert_needs_its_key() {
+        let mut settings = NatsSettings::for_url("nats://a:4222");
+        for bad in ["", "_INBOX.x", "_INBOX_*", "a b"] {
+            settings.inbox_prefix = bad.into();
+            assert!(
+                matches!(Security::load(&settings), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+        }
+        settings.inbox_prefix = "_INBOX_orders".into();
+        assert!(Security::load(&settings).is_ok());
+        let file = std::env::temp_dir().join("jetshop-nats-test-cert.pem");
+        std::fs::write(&file, "pem").unwrap();
+        settings.tls_cert = Some(file.clone());
+        assert!(
+            matches!(Security::load(&settings), Err(Error::Config(m)) if m.contains("go together"))
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
     fn versions_older_than_2_10_are_refused() {
         assert!(check_version("2.9.10").is_err());
         assert!(check_version("1.4.0").is_err());
