@@ -14,7 +14,9 @@ use jetshop_gateway::GatewaySettings;
 use jetshop_notifications::NotificationsSettings;
 use jetshop_orders::OrdersSettings;
 use jetshop_payments::PaymentsSettings;
-use jetshop_platform::config::{ConsumerSettings, DbSettings, NatsSettings, TelemetrySettings};
+use jetshop_platform::config::{
+    ConsumerSettings, DbSettings, NatsSecurity, NatsSettings, TelemetrySettings,
+};
 use jetshop_users::UsersSettings;
 
 /// jetshop: an e-commerce backend of services talking over NATS JetStream.
@@ -298,6 +300,11 @@ pub struct UpArgs {
     /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
     #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
+    /// Credentials and TLS for a secured server given with `--nats-url`
+    /// (the `ops` user of `jetshop nats-config`: under `up` every part
+    /// shares one connection).
+    #[command(flatten)]
+    pub nats_security: NatsSecurity,
     /// The nats-server to start; by default the first one on PATH that is 2.10 or newer.
     #[arg(long = "nats-server-bin", env = "NATS_SERVER_BIN")]
     pub nats_server_bin: Option<PathBuf>,

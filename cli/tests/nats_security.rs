@@ -131,7 +131,7 @@ async fn a_part_cannot_publish_another_part_s_commands_or_events() {
 async fn a_client_without_credentials_cannot_connect() {
     let (_server, nats) = secure_nats::start(BIN);
     let mut settings = nats.settings("ops");
-    settings.nkey_file = None;
+    settings.security.nkey_file = None;
     settings.connect_timeout = Duration::from_millis(500);
     let err = nats::connect(&settings, "anonymous").await.unwrap_err();
     match err {
@@ -147,7 +147,7 @@ async fn a_client_without_credentials_cannot_connect() {
     // does not know.
     let stranger = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(stranger.path(), nkeys::KeyPair::new_user().seed().unwrap()).unwrap();
-    settings.nkey_file = Some(stranger.path().to_owned());
+    settings.security.nkey_file = Some(stranger.path().to_owned());
     let err = nats::connect(&settings, "stranger").await.unwrap_err();
     assert!(
         matches!(&err, Error::Connect { source, .. }
@@ -184,8 +184,8 @@ async fn a_plaintext_client_is_refused_when_tls_is_required() {
 
     // TLS without a client certificate from the CA is refused as well (mTLS).
     let mut settings = nats.settings("ops");
-    settings.tls_cert = None;
-    settings.tls_key = None;
+    settings.security.tls_cert = None;
+    settings.security.tls_key = None;
     settings.connect_timeout = Duration::from_millis(500);
     assert!(matches!(
         nats::connect(&settings, "no-client-cert").await,
@@ -194,7 +194,7 @@ async fn a_plaintext_client_is_refused_when_tls_is_required() {
 
     // A client that does not trust the dev CA refuses the server.
     let mut settings = nats.settings("ops");
-    settings.tls_ca = None;
+    settings.security.tls_ca = None;
     settings.connect_timeout = Duration::from_millis(500);
     assert!(matches!(
         nats::connect(&settings, "untrusting").await,
@@ -206,14 +206,14 @@ async fn a_plaintext_client_is_refused_when_tls_is_required() {
 async fn bad_security_settings_stop_the_process_with_one_clear_line() {
     let (_server, nats) = secure_nats::start(BIN);
     let mut settings = nats.settings("payments");
-    settings.nkey_file = Some(nats.part_dir("payments").join("payments.pem"));
+    settings.security.nkey_file = Some(nats.part_dir("payments").join("payments.pem"));
     let err = nats::connect(&settings, "payments").await.unwrap_err();
     assert!(
         matches!(&err, Error::Config(line) if line.contains("--nats-nkey-file")),
         "{err}"
     );
     let mut settings = nats.settings("payments");
-    settings.tls_ca = Some(nats.dir.path().join("missing.pem"));
+    settings.security.tls_ca = Some(nats.dir.path().join("missing.pem"));
     let err = nats::connect(&settings, "payments").await.unwrap_err();
     assert!(
         matches!(&err, Error::Config(line) if line.contains("--nats-tls-ca")),
@@ -385,4 +385,36 @@ async fn gateway_users_catalog_and_orders_serve_http_each_as_its_own_user() {
             part.name()
         );
     }
+}
+
+#[tokio::test]
+async fn up_runs_on_a_secured_server_as_the_ops_user() {
+    let (_server, nats) = secure_nats::start(BIN);
+    let data = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", jetshop_testkit::free_port());
+    let mut args: Vec<String> = ["up", "--seed-demo", "--data-dir"].map(String::from).into();
+    args.push(data.path().display().to_string());
+    args.extend(["--http-addr".into(), http.clone()]);
+    args.extend(nats.flags("ops"));
+    let mut up = jetshop_testkit::Process::spawn(
+        "up",
+        data.path(),
+        BIN,
+        args,
+        &[("RUST_LOG", "info"), ("NO_COLOR", "1")],
+    );
+    ready(&format!("http://{http}/readyz")).await;
+    let url = format!("http://{http}/v1/products");
+    jetshop_testkit::eventually("the demo catalog", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let page: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            (!page["items"].as_array()?.is_empty()).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        up.terminate(Duration::from_secs(30)),
+        "up did not stop on SIGTERM"
+    );
 }

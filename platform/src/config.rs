@@ -31,6 +31,17 @@ pub struct NatsSettings {
     /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
     #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
+    /// Credentials, TLS and inbox.
+    #[command(flatten)]
+    pub security: NatsSecurity,
+}
+
+/// How a connection proves who it is and encrypts: an nkey, TLS with
+/// optional client certificates, and the reply-subject prefix the server's
+/// permissions expect. All off by default (`jetshop up` needs none);
+/// `jetshop nats-config` writes what each part needs.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct NatsSecurity {
     /// File holding this part's NATS nkey seed (`SU...`), written by
     /// `jetshop nats-config`; none: connect without credentials.
     #[arg(long = "nats-nkey-file", env = "NATS_NKEY_FILE")]
@@ -56,6 +67,18 @@ pub struct NatsSettings {
     pub inbox_prefix: String,
 }
 
+impl Default for NatsSecurity {
+    fn default() -> Self {
+        Self {
+            nkey_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            inbox_prefix: "_INBOX".into(),
+        }
+    }
+}
+
 impl NatsSettings {
     /// Settings for a given URL with every other value at its default.
     pub fn for_url(url: impl Into<String>) -> Self {
@@ -63,11 +86,7 @@ impl NatsSettings {
             url: url.into(),
             connect_timeout: Duration::from_secs(30),
             replicas: 1,
-            nkey_file: None,
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            inbox_prefix: "_INBOX".into(),
+            security: NatsSecurity::default(),
         }
     }
 
@@ -76,18 +95,20 @@ impl NatsSettings {
     /// (`<dir>/<part>.nk`, `<part>.pem`, `<part>-key.pem`, and the `ca.pem`
     /// beside `<dir>`).
     pub fn with_part_credentials(mut self, dir: &Path, part: &str) -> Self {
-        self.nkey_file = Some(dir.join(format!("{part}.nk")));
-        self.tls_cert = Some(dir.join(format!("{part}.pem")));
-        self.tls_key = Some(dir.join(format!("{part}-key.pem")));
-        self.tls_ca = dir.parent().map(|root| root.join("ca.pem"));
-        self.inbox_prefix = jetshop_contracts::access::inbox_prefix(part);
+        self.security = NatsSecurity {
+            nkey_file: Some(dir.join(format!("{part}.nk"))),
+            tls_cert: Some(dir.join(format!("{part}.pem"))),
+            tls_key: Some(dir.join(format!("{part}-key.pem"))),
+            tls_ca: dir.parent().map(|root| root.join("ca.pem")),
+            inbox_prefix: jetshop_contracts::access::inbox_prefix(part),
+        };
         self
     }
 
     /// Whether the connection must be encrypted.
     pub fn tls_required(&self) -> bool {
-        self.tls_ca.is_some()
-            || self.tls_cert.is_some()
+        self.security.tls_ca.is_some()
+            || self.security.tls_cert.is_some()
             || self.url.split(',').any(|u| u.trim().starts_with("tls://"))
     }
 }
@@ -99,11 +120,7 @@ impl fmt::Debug for NatsSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("replicas", &self.replicas)
             // Paths only: the seed and the key stay in their files.
-            .field("nkey_file", &self.nkey_file)
-            .field("tls_ca", &self.tls_ca)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("inbox_prefix", &self.inbox_prefix)
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -357,12 +374,13 @@ mod tests {
         assert!(NatsSettings::for_url("nats://a:4222, tls://b:4222").tls_required());
         let part = plain.with_part_credentials(Path::new("/sec/payments"), "payments");
         assert!(part.tls_required());
-        assert_eq!(part.tls_ca.as_deref(), Some(Path::new("/sec/ca.pem")));
+        let security = &part.security;
+        assert_eq!(security.tls_ca.as_deref(), Some(Path::new("/sec/ca.pem")));
         assert_eq!(
-            part.nkey_file.as_deref(),
+            security.nkey_file.as_deref(),
             Some(Path::new("/sec/payments/payments.nk"))
         );
-        assert_eq!(part.inbox_prefix, "_INBOX_payments");
+        assert_eq!(security.inbox_prefix, "_INBOX_payments");
         // Paths are logged, never what the files hold.
         let logged = format!("{part:?}");
         assert!(logged.contains("payments.nk") && logged.contains("_INBOX_payments"));

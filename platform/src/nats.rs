@@ -89,6 +89,8 @@ struct Security {
 
 impl Security {
     fn load(settings: &NatsSettings) -> Result<Self, Error> {
+        let tls_required = settings.tls_required();
+        let settings = &settings.security;
         let readable = |flag: &str, path: &std::path::Path| -> Result<String, Error> {
             std::fs::read_to_string(path)
                 .map_err(|e| Error::Config(format!("{flag} {}: {e}", path.display())))
@@ -135,7 +137,7 @@ impl Security {
         }
         Ok(Self {
             seed,
-            tls_required: settings.tls_required(),
+            tls_required,
             ca: settings.tls_ca.clone(),
             client_cert,
             inbox_prefix: settings.inbox_prefix.clone(),
@@ -380,17 +382,17 @@ mod tests {
     fn inbox_prefixes_must_be_one_token_and_a_cert_needs_its_key() {
         let mut settings = NatsSettings::for_url("nats://a:4222");
         for bad in ["", "_INBOX.x", "_INBOX_*", "a b"] {
-            settings.inbox_prefix = bad.into();
+            settings.security.inbox_prefix = bad.into();
             assert!(
                 matches!(Security::load(&settings), Err(Error::Config(_))),
                 "{bad:?}"
             );
         }
-        settings.inbox_prefix = "_INBOX_orders".into();
+        settings.security.inbox_prefix = "_INBOX_orders".into();
         assert!(Security::load(&settings).is_ok());
         let file = std::env::temp_dir().join("jetshop-nats-test-cert.pem");
         std::fs::write(&file, "pem").unwrap();
-        settings.tls_cert = Some(file.clone());
+        settings.security.tls_cert = Some(file.clone());
         assert!(
             matches!(Security::load(&settings), Err(Error::Config(m)) if m.contains("go together"))
         );

@@ -61,15 +61,15 @@ impl Credentials {
             "--nats-url".into(),
             s.url.clone(),
             "--nats-nkey-file".into(),
-            path(&s.nkey_file),
+            path(&s.security.nkey_file),
             "--nats-tls-ca".into(),
-            path(&s.tls_ca),
+            path(&s.security.tls_ca),
             "--nats-tls-cert".into(),
-            path(&s.tls_cert),
+            path(&s.security.tls_cert),
             "--nats-tls-key".into(),
-            path(&s.tls_key),
+            path(&s.security.tls_key),
             "--nats-inbox-prefix".into(),
-            s.inbox_prefix.clone(),
+            s.security.inbox_prefix.clone(),
         ]
     }
 
