@@ -14,7 +14,9 @@ use jetshop_gateway::GatewaySettings;
 use jetshop_notifications::NotificationsSettings;
 use jetshop_orders::OrdersSettings;
 use jetshop_payments::PaymentsSettings;
-use jetshop_platform::config::{ConsumerSettings, DbSettings, NatsSettings, TelemetrySettings};
+use jetshop_platform::config::{
+    ConsumerSettings, DbSettings, NatsSecurity, NatsSettings, TelemetrySettings,
+};
 use jetshop_users::UsersSettings;
 
 /// jetshop: an e-commerce backend of services talking over NATS JetStream.
@@ -51,6 +53,29 @@ pub enum Command {
     /// Inspect order sagas and retry stuck ones (through the orders service).
     #[command(subcommand)]
     Sagas(SagasCommand),
+    /// Write NATS users with per-part permissions (from the contracts), their
+    /// nkeys, a development CA and TLS certificates for server and clients.
+    NatsConfig(NatsConfigArgs),
+}
+
+/// `jetshop nats-config`.
+#[derive(clap::Args, Debug)]
+pub struct NatsConfigArgs {
+    /// Directory to write into; keys and certificates already there are kept.
+    #[arg(
+        long,
+        short,
+        env = "JETSHOP_NATS_CONFIG_DIR",
+        default_value = "nats-security"
+    )]
+    pub out: PathBuf,
+    /// Host names and IP addresses the server's certificate is valid for.
+    #[arg(
+        long = "host",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,localhost"
+    )]
+    pub hosts: Vec<String>,
 }
 
 /// `jetshop sagas ...`.
@@ -275,6 +300,11 @@ pub struct UpArgs {
     /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
     #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
+    /// Credentials and TLS for a secured server given with `--nats-url`
+    /// (the `ops` user of `jetshop nats-config`: under `up` every part
+    /// shares one connection).
+    #[command(flatten)]
+    pub nats_security: NatsSecurity,
     /// The nats-server to start; by default the first one on PATH that is 2.10 or newer.
     #[arg(long = "nats-server-bin", env = "NATS_SERVER_BIN")]
     pub nats_server_bin: Option<PathBuf>,
@@ -565,7 +595,8 @@ impl Cli {
             | Command::Users(_)
             | Command::Oauth(_)
             | Command::Dlq(_)
-            | Command::Sagas(_) => None,
+            | Command::Sagas(_)
+            | Command::NatsConfig(_) => None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `jetshop`: run the whole system (`up`), one service (`run`), load the
 //! demo catalog (`seed`), print the API spec (`openapi`), manage admins
 //! and OAuth clients (`users`, `oauth`), or operate the dead letters (`dlq`)
-//! and the order sagas (`sagas`).
+//! and the order sagas (`sagas`), or write the NATS server's users and TLS
+//! material (`nats-config`).
 //!
 //! - [`args`]: the command line, flags and environment variables.
 //! - [`up`]: everything in one process, with an embedded [`nats_child`].
@@ -13,6 +14,7 @@
 //! - [`accounts`]: admin accounts and OAuth clients, straight into the users database.
 //! - [`dlq`]: list, show, replay and purge dead letters.
 //! - [`sagas`]: list sagas and retry stuck ones.
+//! - [`nats_config`]: NATS users, permissions and TLS material from the contracts.
 //!
 //! Any failure ends the process with one `error: ...` line and a non-zero code.
 
@@ -30,6 +32,7 @@ mod accounts;
 mod args;
 mod dlq;
 mod nats_child;
+mod nats_config;
 mod openapi;
 mod run;
 mod sagas;
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Openapi(args) => openapi::run(&args),
+        Command::NatsConfig(args) => nats_config::run(&args),
         Command::Seed(args) => seed::run(args, signals::shutdown_token()?).await,
         Command::Up(args) => up::run(*args, signals::shutdown_token()?).await,
         Command::Run(RunService::Catalog(args)) => {

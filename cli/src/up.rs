@@ -15,13 +15,22 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context;
-use jetshop_platform::{config::NatsSettings, runtime::Runtime};
+use jetshop_platform::{
+    config::{NatsSecurity, NatsSettings},
+    runtime::Runtime,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{args::UpArgs, nats_child, seed, supervisor::Supervisor};
 
 /// Run everything until `shutdown`.
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if args.nats_url.is_none() && args.nats_security != NatsSecurity::default() {
+        anyhow::bail!(
+            "--nats-nkey-file, --nats-tls-* and --nats-inbox-prefix need --nats-url: \
+             the nats-server that `up` starts has no users and no TLS"
+        );
+    }
     args.catalog
         .consumer
         .validate()
@@ -90,10 +99,14 @@ async fn run_parts(
     } else {
         None
     };
+    // One connection for every part: per-part NATS users cannot apply
+    // here. Its own child server is open; a secured one given with
+    // --nats-url takes one user for all (see docs/operations/nats-security.md).
     let nats = NatsSettings {
-        url,
         connect_timeout: args.nats_connect_timeout,
         replicas: args.stream_replicas,
+        security: args.nats_security.clone(),
+        ..NatsSettings::for_url(url)
     };
     tracing::info!(
         ?nats,

@@ -372,6 +372,19 @@ fn a_bad_flag_value_stops_with_one_line() {
 }
 
 #[test]
+fn nats_credentials_without_a_nats_url_stop_up_with_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let (status, stderr) = run_to_end(
+        &["up", "--data-dir", &dir],
+        &[("NATS_NKEY_FILE", "/nowhere/ops.nk")],
+    );
+    assert!(!status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.contains("need --nats-url"), "stderr: {stderr}");
+}
+
+#[test]
 fn a_bad_environment_value_stops_with_one_line() {
     let (status, stderr) = run_to_end(
         &["run", "catalog"],

@@ -10,8 +10,12 @@
 //! reader in production. [`card_processor`] is the one HTTP API here: the
 //! card processor's, which payments calls and which is outside the shop.
 //!
+//! [`access`] says which part may publish and subscribe to what, for the
+//! NATS server's permissions.
+//!
 //! This crate depends on no other jetshop crate and on no transport.
 
+pub mod access;
 pub mod card_processor;
 pub mod catalog;
 pub mod codec;

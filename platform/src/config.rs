@@ -5,7 +5,11 @@
 //! Secrets never reach a log line: [`redact_url`] masks URL passwords and
 //! every `Debug` impl here uses it.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Args;
 
@@ -27,6 +31,52 @@ pub struct NatsSettings {
     /// JetStream replicas per stream: 1 for one server, 3 in a cluster.
     #[arg(long = "stream-replicas", env = "JETSHOP_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
+    /// Credentials, TLS and inbox.
+    #[command(flatten)]
+    pub security: NatsSecurity,
+}
+
+/// How a connection proves who it is and encrypts: an nkey, TLS with
+/// optional client certificates, and the reply-subject prefix the server's
+/// permissions expect. All off by default (`jetshop up` needs none);
+/// `jetshop nats-config` writes what each part needs.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct NatsSecurity {
+    /// File holding this part's NATS nkey seed (`SU...`), written by
+    /// `jetshop nats-config`; none: connect without credentials.
+    #[arg(long = "nats-nkey-file", env = "NATS_NKEY_FILE")]
+    pub nkey_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for the server's TLS certificate.
+    /// Giving it, a client certificate or a `tls://` URL makes TLS required.
+    #[arg(long = "nats-tls-ca", env = "NATS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for servers that verify clients (mTLS);
+    /// needs `--nats-tls-key`.
+    #[arg(long = "nats-tls-cert", env = "NATS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--nats-tls-cert`.
+    #[arg(long = "nats-tls-key", env = "NATS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Prefix of this connection's reply subjects. Under per-part NATS
+    /// permissions each part may read only its own, `_INBOX_<part>`.
+    #[arg(
+        long = "nats-inbox-prefix",
+        env = "NATS_INBOX_PREFIX",
+        default_value = "_INBOX"
+    )]
+    pub inbox_prefix: String,
+}
+
+impl Default for NatsSecurity {
+    fn default() -> Self {
+        Self {
+            nkey_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            inbox_prefix: "_INBOX".into(),
+        }
+    }
 }
 
 impl NatsSettings {
@@ -36,7 +86,30 @@ impl NatsSettings {
             url: url.into(),
             connect_timeout: Duration::from_secs(30),
             replicas: 1,
+            security: NatsSecurity::default(),
         }
+    }
+
+    /// These settings with the credentials, certificates and inbox prefix
+    /// of one part's directory as `jetshop nats-config` writes it
+    /// (`<dir>/<part>.nk`, `<part>.pem`, `<part>-key.pem`, and the `ca.pem`
+    /// beside `<dir>`).
+    pub fn with_part_credentials(mut self, dir: &Path, part: &str) -> Self {
+        self.security = NatsSecurity {
+            nkey_file: Some(dir.join(format!("{part}.nk"))),
+            tls_cert: Some(dir.join(format!("{part}.pem"))),
+            tls_key: Some(dir.join(format!("{part}-key.pem"))),
+            tls_ca: dir.parent().map(|root| root.join("ca.pem")),
+            inbox_prefix: jetshop_contracts::access::inbox_prefix(part),
+        };
+        self
+    }
+
+    /// Whether the connection must be encrypted.
+    pub fn tls_required(&self) -> bool {
+        self.security.tls_ca.is_some()
+            || self.security.tls_cert.is_some()
+            || self.url.split(',').any(|u| u.trim().starts_with("tls://"))
     }
 }
 
@@ -46,6 +119,8 @@ impl fmt::Debug for NatsSettings {
             .field("url", &redact_url(&self.url))
             .field("connect_timeout", &self.connect_timeout)
             .field("replicas", &self.replicas)
+            // Paths only: the seed and the key stay in their files.
+            .field("security", &self.security)
             .finish()
     }
 }
@@ -290,6 +365,25 @@ mod tests {
             "sqlite://data/catalog.db?mode=rwc"
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn tls_is_required_by_a_ca_a_client_certificate_or_a_tls_url() {
+        let plain = NatsSettings::for_url("nats://a:4222");
+        assert!(!plain.tls_required());
+        assert!(NatsSettings::for_url("nats://a:4222, tls://b:4222").tls_required());
+        let part = plain.with_part_credentials(Path::new("/sec/payments"), "payments");
+        assert!(part.tls_required());
+        let security = &part.security;
+        assert_eq!(security.tls_ca.as_deref(), Some(Path::new("/sec/ca.pem")));
+        assert_eq!(
+            security.nkey_file.as_deref(),
+            Some(Path::new("/sec/payments/payments.nk"))
+        );
+        assert_eq!(security.inbox_prefix, "_INBOX_payments");
+        // Paths are logged, never what the files hold.
+        let logged = format!("{part:?}");
+        assert!(logged.contains("payments.nk") && logged.contains("_INBOX_payments"));
     }
 
     #[test]

@@ -27,10 +27,12 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// Connect, retrying until the configured timeout, and refuse an old server.
 pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Client, Error> {
     let servers = server_addrs(&settings.url)?;
+    let security = Security::load(settings)?;
     let deadline = tokio::time::Instant::now() + settings.connect_timeout;
     let mut delay = Duration::from_millis(100);
     let client = loop {
-        let options = ConnectOptions::new()
+        let options = security
+            .apply(ConnectOptions::new())
             .name(client_name)
             .connection_timeout(Duration::from_secs(3))
             // A server that stalls (frozen, partitioned away) keeps its TCP
@@ -46,6 +48,12 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Clien
                         tracing::warn!("NATS disconnected; reconnecting")
                     }
                     async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    // A permissions violation arrives only this way: the
+                    // publish itself returned Ok. Loud, so a missing grant
+                    // in the generated permissions is seen at once.
+                    async_nats::Event::ServerError(err) => {
+                        tracing::error!(error = %err, "NATS server refused an operation")
+                    }
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             });
@@ -67,6 +75,89 @@ pub async fn connect(settings: &NatsSettings, client_name: &str) -> Result<Clien
     };
     check_version(&client.server_info().version)?;
     Ok(client)
+}
+
+/// Credentials and TLS material, read and checked once before the first
+/// attempt: a missing file is a configuration error, never retried.
+struct Security {
+    seed: Option<String>,
+    tls_required: bool,
+    ca: Option<std::path::PathBuf>,
+    client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    inbox_prefix: String,
+}
+
+impl Security {
+    fn load(settings: &NatsSettings) -> Result<Self, Error> {
+        let tls_required = settings.tls_required();
+        let settings = &settings.security;
+        let readable = |flag: &str, path: &std::path::Path| -> Result<String, Error> {
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("{flag} {}: {e}", path.display())))
+        };
+        let seed = match &settings.nkey_file {
+            Some(path) => {
+                let seed = readable("--nats-nkey-file", path)?.trim().to_owned();
+                // A user seed starts `SU`; anything else would only fail
+                // later as an opaque authorization error.
+                if !seed.starts_with("SU") {
+                    return Err(Error::Config(format!(
+                        "--nats-nkey-file {}: not an nkey user seed (SU...)",
+                        path.display()
+                    )));
+                }
+                Some(seed)
+            }
+            None => None,
+        };
+        for (flag, path) in [
+            ("--nats-tls-ca", &settings.tls_ca),
+            ("--nats-tls-cert", &settings.tls_cert),
+            ("--nats-tls-key", &settings.tls_key),
+        ] {
+            if let Some(path) = path {
+                readable(flag, path)?;
+            }
+        }
+        let client_cert = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "--nats-tls-cert and --nats-tls-key go together".into(),
+                ));
+            }
+        };
+        if settings.inbox_prefix.is_empty() || settings.inbox_prefix.contains(['.', '*', '>', ' '])
+        {
+            return Err(Error::Config(format!(
+                "--nats-inbox-prefix {:?}: one subject token, no wildcards",
+                settings.inbox_prefix
+            )));
+        }
+        Ok(Self {
+            seed,
+            tls_required,
+            ca: settings.tls_ca.clone(),
+            client_cert,
+            inbox_prefix: settings.inbox_prefix.clone(),
+        })
+    }
+
+    fn apply(&self, mut options: ConnectOptions) -> ConnectOptions {
+        if let Some(seed) = &self.seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options
+            .require_tls(self.tls_required)
+            .custom_inbox_prefix(&self.inbox_prefix)
+    }
 }
 
 /// Parse a comma-separated list of server URLs. A malformed URL is a
@@ -285,6 +376,27 @@ mod tests {
             Err(Error::Config(_))
         ));
         assert!(matches!(server_addrs(" , "), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn inbox_prefixes_must_be_one_token_and_a_cert_needs_its_key() {
+        let mut settings = NatsSettings::for_url("nats://a:4222");
+        for bad in ["", "_INBOX.x", "_INBOX_*", "a b"] {
+            settings.security.inbox_prefix = bad.into();
+            assert!(
+                matches!(Security::load(&settings), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+        }
+        settings.security.inbox_prefix = "_INBOX_orders".into();
+        assert!(Security::load(&settings).is_ok());
+        let file = std::env::temp_dir().join("jetshop-nats-test-cert.pem");
+        std::fs::write(&file, "pem").unwrap();
+        settings.security.tls_cert = Some(file.clone());
+        assert!(
+            matches!(Security::load(&settings), Err(Error::Config(m)) if m.contains("go together"))
+        );
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

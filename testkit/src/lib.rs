@@ -92,6 +92,8 @@ pub struct NatsServer {
     bin: String,
     port: u16,
     store: tempfile::TempDir,
+    /// A configuration file the server reads besides its flags (which win).
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -104,11 +106,31 @@ impl NatsServer {
 
     /// Start a specific `nats-server` binary (e.g. an old one, to test refusal).
     pub fn start_bin(bin: &str) -> Self {
+        Self::start_inner(bin.to_owned(), None)
+    }
+
+    /// Start one that also reads `config`, a server configuration in the
+    /// usual syntax (an `include` of `jetshop nats-config`'s `auth.conf`,
+    /// say); port, store and JetStream still come from the flags, which win.
+    pub fn start_with_config(config: &str) -> Self {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        Self::start_inner(bin, Some(config))
+    }
+
+    fn start_inner(bin: String, config: Option<&str>) -> Self {
         let store = tempfile::tempdir().expect("temp dir");
+        // Beside the server's `jetstream/` folder, so it lasts through
+        // restarts and goes with the store.
+        let config = config.map(|text| {
+            let path = store.path().join("server.conf");
+            std::fs::write(&path, text).expect("write server config");
+            path
+        });
         let mut server = Self {
-            bin: bin.to_owned(),
+            bin,
             port: free_port(),
             store,
+            config,
             child: None,
         };
         server.spawn();
@@ -126,6 +148,9 @@ impl NatsServer {
             "-sd",
         ])
         .arg(self.store.path());
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
         self.child = Some(spawn_listening(
             cmd,
             &self.bin,

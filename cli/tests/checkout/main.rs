@@ -5,6 +5,9 @@
 //! invariants in [`invariants`]: every accepted order ends confirmed or
 //! cancelled exactly once, stock and money balance, one email per order.
 //!
+//! [`secure`] runs a checkout with NATS secured as `jetshop nats-config`
+//! writes it.
+//!
 //! The load figures (orders per second) are printed, not asserted: speed
 //! is measured by `make bench`-style runs, never by a timed test.
 
@@ -12,4 +15,7 @@ mod faults;
 #[path = "../shared/invariants.rs"]
 mod invariants;
 mod load;
+mod secure;
+#[path = "../shared/secure_nats.rs"]
+mod secure_nats;
 mod system;

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::secure_nats::Credentials;
 use async_nats::jetstream;
 use jetshop_catalog::CatalogSettings;
 use jetshop_contracts::{
@@ -56,6 +57,9 @@ pub struct Options {
     pub payments: PaymentsSettings,
     /// Run orders as a `jetshop run orders` child process (killable).
     pub orders_as_process: bool,
+    /// NATS as `jetshop nats-config` secures it: every part connects as its
+    /// own nkey user, with its generated permissions, over mutual TLS.
+    pub secured: bool,
 }
 
 impl Default for Options {
@@ -77,6 +81,7 @@ impl Default for Options {
             orders,
             payments,
             orders_as_process: false,
+            secured: false,
         }
     }
 }
@@ -86,6 +91,8 @@ type Task = (CancellationToken, JoinHandle<Result<(), String>>);
 /// The running checkout.
 pub struct System {
     pub nats: NatsServer,
+    /// The parts' credentials when [`Options::secured`].
+    pub credentials: Option<Credentials>,
     pub smtp: SmtpServer,
     pub catalog_db: TestDb,
     pub orders_db: TestDb,
@@ -107,7 +114,12 @@ pub struct System {
 impl System {
     pub async fn start(options: Options) -> Self {
         jetshop_testkit::init_test_log();
-        let nats = NatsServer::start();
+        let (nats, credentials) = if options.secured {
+            let (nats, credentials) = crate::secure_nats::start(BIN);
+            (nats, Some(credentials))
+        } else {
+            (NatsServer::start(), None)
+        };
         let smtp = SmtpServer::start();
         let (catalog_db, orders_db, payments_db, notifications_db) = (
             TestDb::fresh().await,
@@ -115,8 +127,15 @@ impl System {
             TestDb::fresh().await,
             TestDb::fresh().await,
         );
-        let client = connect(&nats.url(), "checkout-test").await;
+        // The test stands in for the gateway and for operators: it places
+        // orders, creates products and reads every stream, so under
+        // security it is the unrestricted `ops` user.
+        let client = match &credentials {
+            Some(c) => c.ops().await,
+            None => connect(&NatsSettings::for_url(nats.url()), "checkout-test").await,
+        };
         let mut system = Self {
+            credentials,
             js: jetstream::new(client.clone()),
             rpc: RpcClient::new(client, Duration::from_secs(5), 2),
             nats,
@@ -154,7 +173,15 @@ impl System {
     }
 
     async fn runtime(&self, name: &str) -> Runtime {
-        Runtime::new(connect(&self.nats.url(), name).await, 1)
+        Runtime::new(connect(&self.nats_settings(name), name).await, 1)
+    }
+
+    /// How part `name` reaches NATS: with its own credentials when secured.
+    fn nats_settings(&self, name: &str) -> NatsSettings {
+        match &self.credentials {
+            Some(c) => c.settings(name),
+            None => NatsSettings::for_url(self.nats.url()),
+        }
     }
 
     /// Run one service in this process on its own NATS connection.
@@ -283,9 +310,13 @@ impl System {
             .append(true)
             .open(self._logs.path().join("orders.log"))
             .unwrap();
+        let nats_flags = match &self.credentials {
+            Some(c) => c.flags("orders"),
+            None => vec!["--nats-url".into(), self.nats.url()],
+        };
         let child = Command::new(BIN)
             .args(["run", "orders"])
-            .args(["--nats-url", &self.nats.url()])
+            .args(nats_flags)
             .args(["--admin-addr", &format!("127.0.0.1:{}", free_port())])
             .args(["--orders-database-url", &s.database_url])
             .args([
@@ -513,8 +544,8 @@ pub fn token_for(i: usize) -> &'static str {
     }
 }
 
-async fn connect(url: &str, name: &str) -> async_nats::Client {
-    jetshop_platform::nats::connect(&NatsSettings::for_url(url), name)
+async fn connect(settings: &NatsSettings, name: &str) -> async_nats::Client {
+    jetshop_platform::nats::connect(settings, name)
         .await
         .unwrap()
 }

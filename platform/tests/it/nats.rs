@@ -27,9 +27,8 @@ async fn connect_accepts_the_test_server_and_check_version_refuses_old_ones() {
 async fn connect_gives_up_after_its_timeout() {
     let port = jetshop_testkit::free_port();
     let settings = NatsSettings {
-        url: format!("nats://127.0.0.1:{port}"),
         connect_timeout: Duration::from_millis(600),
-        replicas: 1,
+        ..NatsSettings::for_url(format!("nats://127.0.0.1:{port}"))
     };
     let started = std::time::Instant::now();
     let err = nats::connect(&settings, "nobody-home").await.unwrap_err();
