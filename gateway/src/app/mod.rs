@@ -75,6 +75,7 @@ fn assemble(
     hub: OrderHub,
 ) -> BoxEndpoint<'static, Response> {
     jetshop_platform::metrics::install();
+    crate::http::metrics::describe();
     // One breaker per service: a service that stops answering costs
     // callers a 503 at once, not a timeout each.
     let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries)
