@@ -48,6 +48,20 @@ smtp-server: ## install Python's aiosmtpd (the tests' SMTP server) unless presen
 redis: ## start a Redis on 127.0.0.1:6379 (installing it) unless one answers
 	@ops/scripts/redis-up
 
+# Prometheus and promtool (Debian's package), for the alert rules and the
+# Prometheus check.
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool unless on PATH
+	@ops/scripts/prometheus-install
+
+# Every rule file must load, and every alert has unit tests that show it
+# fire and stay quiet (ops/prometheus/tests/).
+.PHONY: alerts-check
+alerts-check: prometheus ## promtool check rules and promtool test rules on ops/prometheus/
+	promtool check rules ops/prometheus/alerts/*.rules.yml
+	promtool check config ops/prometheus/prometheus.yml
+	promtool test rules ops/prometheus/tests/*.test.yml
+
 .PHONY: nextest
 nextest:
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
@@ -103,9 +117,10 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
+test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory alerts-check
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
 	  echo "PostgreSQL is not reachable at 127.0.0.1:5432; start it (see .ci/run) or run SQLite only with: cargo nextest run --workspace" >&2; \

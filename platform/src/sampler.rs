@@ -64,6 +64,8 @@ impl Sampler {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // At 0 from the start, so that `increase()` sees the first failure.
+        metrics::counter!(m::SAMPLER_ERRORS, "service" => self.service).increment(0);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
