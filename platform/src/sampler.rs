@@ -72,7 +72,13 @@ impl Sampler {
                 _ = tick.tick() => {}
             }
             self.sample_connection();
-            if let Err(err) = self.sample_jetstream().await {
+            // A sample waits on JetStream API timeouts while NATS is away;
+            // the drain must not wait with it.
+            let sampled = tokio::select! {
+                _ = stop.cancelled() => return,
+                sampled = self.sample_jetstream() => sampled,
+            };
+            if let Err(err) = sampled {
                 // A NATS outage shows in the connection gauge; the last
                 // values stay, and the error counter says they are stale.
                 metrics::counter!(m::SAMPLER_ERRORS, "service" => self.service).increment(1);
