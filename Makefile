@@ -104,6 +104,13 @@ release: ## release build of the jetshop binary (what `make up` runs)
 smoke: nats-server release ## the README's path with the release binary: up, catalog, PKCE sign-in, one order to confirmed, Ctrl-C
 	$(NATS_SERVER) python3 e2e/smoke.py $(JETSHOP_RELEASE)
 
+# A real Prometheus with ops/prometheus/prometheus.yml scrapes the release
+# `jetshop up` under a little checkout load; every dashboard panel query and
+# every alert expression is then evaluated through its HTTP API.
+.PHONY: prometheus-check
+prometheus-check: nats-server prometheus release ## Prometheus scrapes `jetshop up` under checkout load; every panel and alert query evaluated
+	$(NATS_SERVER) python3 e2e/prometheus_check.py $(JETSHOP_RELEASE)
+
 .PHONY: build
 build: ## debug build of the whole workspace
 	$(CARGO) build --workspace
@@ -117,7 +124,7 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
+test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, the Prometheus check, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory alerts-check
@@ -130,6 +137,7 @@ test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every tes
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(CHECKOUT_SUITE)'
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast --no-capture --ignore-default-filter -E '$(CHAOS_SUITE)'
 	$(MAKE) --no-print-directory smoke
+	$(MAKE) --no-print-directory prometheus-check
 	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory cluster-smoke
 	FUZZ_SEED="$${FUZZ_SEED:-1}" $(MAKE) --no-print-directory fuzz
