@@ -9,37 +9,6 @@ use poem::{Endpoint, IntoResponse, Request, Response, http::Method};
 
 use crate::http::route::RouteTable;
 
-/// The `# HELP` of the gateway's own metrics (the shared HTTP ones are
-/// described by the platform); call once the recorder is installed.
-pub fn describe() {
-    use crate::{
-        api::order_hub,
-        http::{idempotency, limits},
-    };
-    use metrics::{describe_counter, describe_gauge};
-    describe_counter!(
-        limits::REDIS_ERRORS,
-        "Rate-limit decisions Redis could not make, by cause (error, timeout, circuit_open)."
-    );
-    describe_counter!(
-        limits::LIMITED,
-        "Requests refused with 429 by the rate limiter, by limit group."
-    );
-    describe_counter!(
-        idempotency::REDIS_ERRORS,
-        "Idempotency-Key lookups or stores that failed on Redis."
-    );
-    describe_counter!(
-        idempotency::REPLAYS,
-        "Responses replayed for a repeated Idempotency-Key."
-    );
-    describe_gauge!(order_hub::WATCHERS, "Open SSE streams watching an order.");
-    describe_counter!(
-        order_hub::EVENTS,
-        "Orders events the gateway's hub received, by whether a watcher was woken (routed)."
-    );
-}
-
 /// Middleware (for `around`): record [`HTTP_REQUESTS`] and [`HTTP_DURATION`].
 pub async fn record<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
