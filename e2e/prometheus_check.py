@@ -230,8 +230,11 @@ def main() -> int:
                 break
             expect(time.monotonic() < deadline, f"{DEMO_SKU} not listed after {SETTLE_S} s")
             time.sleep(0.5)
-        # A read of the product itself, so the catalog's cache counts.
+        # A read of the product itself, so the catalog's cache counts, and
+        # of one that does not exist, so the HTTP errors panel has a 404.
         call("GET", f"{base}/v1/products/{mug['id']}")
+        status = call("GET", f"{base}/v1/products/{uuid.uuid4()}")[0]
+        expect(status == 404, f"GET of an unknown product answered {status}")
 
         email = f"prom-{uuid.uuid4().hex[:12]}@example.com"
         password = f"Prom-{uuid.uuid4().hex}"
