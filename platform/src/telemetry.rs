@@ -116,7 +116,7 @@ fn install(
             // Colours for a terminal only: a log file or pipe gets plain text.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
-        LogFormat::Json => json_layer(std::io::stderr).boxed(),
+        LogFormat::Json => json_layer(std::io::stdout).boxed(),
     }
     .with_filter(filter);
     tracing_subscriber::registry()
