@@ -111,6 +111,12 @@ smoke: nats-server release ## the README's path with the release binary: up, cat
 prometheus-check: nats-server prometheus release ## Prometheus scrapes `jetshop up` under checkout load; every panel and alert query evaluated
 	$(NATS_SERVER) python3 e2e/prometheus_check.py $(JETSHOP_RELEASE)
 
+# One checkout's JSON log read back by trace id: the order's lines share
+# one trace, and it has lines from every part the order passes through.
+.PHONY: log-join
+log-join: nats-server release ## `jetshop up --log-format json`, one order; its log lines found under one trace id in every part
+	$(NATS_SERVER) python3 e2e/log_join.py $(JETSHOP_RELEASE)
+
 .PHONY: build
 build: ## debug build of the whole workspace
 	$(CARGO) build --workspace
@@ -124,7 +130,7 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, the Prometheus check, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
+test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, the Prometheus check, the log join, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory alerts-check
@@ -138,6 +144,7 @@ test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every tes
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast --no-capture --ignore-default-filter -E '$(CHAOS_SUITE)'
 	$(MAKE) --no-print-directory smoke
 	$(MAKE) --no-print-directory prometheus-check
+	$(MAKE) --no-print-directory log-join
 	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory cluster-smoke
 	FUZZ_SEED="$${FUZZ_SEED:-1}" $(MAKE) --no-print-directory fuzz
