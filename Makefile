@@ -48,6 +48,20 @@ smtp-server: ## install Python's aiosmtpd (the tests' SMTP server) unless presen
 redis: ## start a Redis on 127.0.0.1:6379 (installing it) unless one answers
 	@ops/scripts/redis-up
 
+# Prometheus and promtool (Debian's package), for the alert rules and the
+# Prometheus check.
+.PHONY: prometheus
+prometheus: ## install Prometheus and promtool unless on PATH
+	@ops/scripts/prometheus-install
+
+# Every rule file must load, and every alert has unit tests that show it
+# fire and stay quiet (ops/prometheus/tests/).
+.PHONY: alerts-check
+alerts-check: prometheus ## promtool check rules and promtool test rules on ops/prometheus/
+	promtool check rules ops/prometheus/alerts/*.rules.yml
+	promtool check config ops/prometheus/prometheus.yml
+	promtool test rules ops/prometheus/tests/*.test.yml
+
 .PHONY: nextest
 nextest:
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
@@ -90,6 +104,19 @@ release: ## release build of the jetshop binary (what `make up` runs)
 smoke: nats-server release ## the README's path with the release binary: up, catalog, PKCE sign-in, one order to confirmed, Ctrl-C
 	$(NATS_SERVER) python3 e2e/smoke.py $(JETSHOP_RELEASE)
 
+# A real Prometheus with ops/prometheus/prometheus.yml scrapes the release
+# `jetshop up` under a little checkout load; every dashboard panel query and
+# every alert expression is then evaluated through its HTTP API.
+.PHONY: prometheus-check
+prometheus-check: nats-server prometheus release ## Prometheus scrapes `jetshop up` under checkout load; every panel and alert query evaluated
+	$(NATS_SERVER) python3 e2e/prometheus_check.py $(JETSHOP_RELEASE)
+
+# One checkout's JSON log read back by trace id: the order's lines share
+# one trace, and it has lines from every part the order passes through.
+.PHONY: log-join
+log-join: nats-server release ## `jetshop up --log-format json`, one order; its log lines found under one trace id in every part
+	$(NATS_SERVER) python3 e2e/log_join.py $(JETSHOP_RELEASE)
+
 .PHONY: build
 build: ## debug build of the whole workspace
 	$(CARGO) build --workspace
@@ -103,9 +130,10 @@ clippy: ## lint, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
+test: nats-server smtp-server nextest redis prometheus ## fmt, clippy, every test on SQLite and again on PostgreSQL, the fault suite (one pass), then the release binary: smoke, the Prometheus check, the log join, deploy-check, cluster smoke, fuzz (seed 1) and browser walk
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory alerts-check
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
 	  echo "PostgreSQL is not reachable at 127.0.0.1:5432; start it (see .ci/run) or run SQLite only with: cargo nextest run --workspace" >&2; \
@@ -115,6 +143,8 @@ test: nats-server smtp-server nextest redis ## fmt, clippy, every test on SQLite
 	$(NATS_SERVER) TEST_DATABASE=postgres $(CARGO) nextest run --workspace --no-fail-fast -E '$(CHECKOUT_SUITE)'
 	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-fail-fast --no-capture --ignore-default-filter -E '$(CHAOS_SUITE)'
 	$(MAKE) --no-print-directory smoke
+	$(MAKE) --no-print-directory prometheus-check
+	$(MAKE) --no-print-directory log-join
 	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory cluster-smoke
 	FUZZ_SEED="$${FUZZ_SEED:-1}" $(MAKE) --no-print-directory fuzz

@@ -4,7 +4,8 @@
 //! Start ([`ServiceHost::start`]): connect the service's own database with
 //! its pool settings, run its migrations, provision the streams it needs
 //! (idempotent, so whichever replica or service starts first creates them),
-//! register its readiness checks, and start its outbox relay. The service
+//! register its readiness checks, and start its outbox relay and its
+//! JetStream sampler ([`crate::sampler`]). The service
 //! then adds what is its own: RPC endpoints ([`ServiceHost::rpc`]), durable
 //! consumers ([`ServiceHost::consumer`]) and background loops
 //! ([`ServiceHost::background`]). [`ServiceHost::serve`] marks it started
@@ -39,6 +40,7 @@ use crate::{
     outbox::{OutboxNotifier, Relay},
     rpc::RpcService,
     runtime::Runtime,
+    sampler::Sampler,
 };
 
 /// Where a service keeps its data.
@@ -108,6 +110,17 @@ where
         let outbox = relay.notifier();
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
+        let stop = shutdown.child_token();
+        let sampler = Sampler::new(
+            name,
+            rt.nats.clone(),
+            rt.jetstream(),
+            streams.iter().map(|s| s.name).collect(),
+        );
+        let background = vec![(
+            "jetstream-sampler",
+            tokio::spawn(sampler.run(stop.child_token())),
+        )];
         Ok(Self {
             name,
             db,
@@ -115,13 +128,13 @@ where
             outbox,
             relay_stop,
             relay,
-            stop: shutdown.child_token(),
+            stop,
             shutdown,
             rt,
             rpc: Vec::new(),
             consumers: JoinSet::new(),
             consumer_names: HashMap::new(),
-            background: Vec::new(),
+            background,
         })
     }
 

@@ -10,6 +10,7 @@
 //! - [`breaker`]: the circuit breaker shared by RPC clients and the payments provider guard.
 //! - [`telemetry`], [`metrics`], [`health`], [`admin`]: seeing what runs.
 //! - [`runtime`]: what a service's `run` gets from its caller.
+//! - [`sampler`]: consumer lag, dead-letter depth and stream gauges read from JetStream.
 //! - [`host`]: the one start-up and drain sequence every service runs.
 //! - [`db`]: SeaORM connections for SQLite and PostgreSQL, and the shared tables' migrations.
 //!
@@ -32,6 +33,7 @@ pub mod nats;
 pub mod outbox;
 pub mod rpc;
 pub mod runtime;
+pub mod sampler;
 pub mod telemetry;
 
 pub use error::Error;

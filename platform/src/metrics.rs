@@ -40,6 +40,27 @@ pub const OUTBOX_OLDEST_AGE: &str = "jetshop_outbox_oldest_unpublished_age_secon
 /// 1 on the replica whose relay holds the outbox's lease (and publishes), else 0.
 pub const OUTBOX_LEASE_HELD: &str = "jetshop_outbox_lease_held";
 
+/// Messages a durable has not yet been delivered (JetStream's `num_pending`), sampled.
+pub const CONSUMER_PENDING: &str = "jetshop_consumer_pending_messages";
+/// Messages delivered to a durable and not yet acknowledged, sampled.
+pub const CONSUMER_ACK_PENDING: &str = "jetshop_consumer_ack_pending_messages";
+/// Unacknowledged messages a durable has had delivered more than once, sampled.
+pub const CONSUMER_REDELIVERED: &str = "jetshop_consumer_redelivered_messages";
+/// Dead letters in the DLQ stream, by the durable that gave up, sampled.
+pub const DLQ_DEPTH: &str = "jetshop_dlq_messages";
+/// Messages in a stream the service provisions, sampled.
+pub const STREAM_MESSAGES: &str = "jetshop_stream_messages";
+/// Bytes stored by a stream the service provisions, sampled.
+pub const STREAM_BYTES: &str = "jetshop_stream_bytes";
+/// Replicas of a stream that are current (the leader included), sampled.
+pub const STREAM_REPLICAS_CURRENT: &str = "jetshop_stream_replicas_current";
+/// Leader changes of a stream, as seen between two samples.
+pub const STREAM_LEADER_CHANGES: &str = "jetshop_stream_leader_changes_total";
+/// 1 while the service's NATS connection is up, else 0.
+pub const NATS_CONNECTED: &str = "jetshop_nats_connected";
+/// JetStream samples that failed (their gauges keep the last value).
+pub const SAMPLER_ERRORS: &str = "jetshop_jetstream_sample_errors_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Install the process-wide recorder (once) and return the handle that renders it.
@@ -107,5 +128,50 @@ fn describe() {
     describe_gauge!(
         OUTBOX_LEASE_HELD,
         "1 when this replica's outbox relay holds the lease and publishes, else 0."
+    );
+    describe_gauge!(
+        CONSUMER_PENDING,
+        "Messages a durable consumer has not been delivered yet (JetStream num_pending), by consumer and stream; sampled every 5 s."
+    );
+    describe_gauge!(
+        CONSUMER_ACK_PENDING,
+        "Messages delivered to a durable consumer and not acknowledged yet, by consumer and stream; sampled."
+    );
+    describe_gauge!(
+        CONSUMER_REDELIVERED,
+        "Unacknowledged messages delivered to a durable consumer more than once, by consumer and stream; sampled."
+    );
+    describe_gauge!(
+        DLQ_DEPTH,
+        "Dead letters waiting in the DLQ stream, by the consumer that gave up; sampled."
+    );
+    describe_gauge!(
+        STREAM_MESSAGES,
+        "Messages stored in a stream, by stream (sampled by the service that provisions it)."
+    );
+    describe_gauge!(
+        STREAM_BYTES,
+        Unit::Bytes,
+        "Bytes stored in a stream, by stream (sampled by the service that provisions it)."
+    );
+    describe_gauge!(
+        STREAM_REPLICAS_CURRENT,
+        "Replicas of a stream that are current, the leader included, by stream; sampled."
+    );
+    describe_counter!(
+        STREAM_LEADER_CHANGES,
+        "Changes of a stream's leader seen between two samples, by stream."
+    );
+    describe_gauge!(
+        NATS_CONNECTED,
+        "1 while the service's NATS connection is up, 0 while it reconnects, by service."
+    );
+    describe_counter!(
+        SAMPLER_ERRORS,
+        "JetStream samples that failed, by service; the sampled gauges then keep their last value."
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker state by breaker: 0 closed, 1 half-open, 2 open."
     );
 }

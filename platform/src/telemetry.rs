@@ -17,9 +17,21 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{SdkTracerProvider, SpanExporter, TracerProviderBuilder},
 };
+use std::sync::{Arc, OnceLock};
+
+use tracing::{Dispatch, dispatcher::WeakDispatch};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer,
+    filter::LevelFilter,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields, MakeWriter,
+        format::{JsonFields, Writer},
+    },
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
 };
 
 use crate::{
@@ -104,11 +116,7 @@ fn install(
             // Colours for a terminal only: a log file or pipe gets plain text.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
+        LogFormat::Json => json_layer(std::io::stdout).boxed(),
     }
     .with_filter(filter);
     tracing_subscriber::registry()
@@ -117,6 +125,82 @@ fn install(
         .try_init()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The JSON log layer: one object a line, the current span's fields
+/// under `span`, and the OpenTelemetry `trace_id` and `span_id` of the
+/// span the line was written in at the top level, so that a log search
+/// by trace id finds every line of a request or a message across services.
+fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let dispatch = Arc::new(OnceLock::new());
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(WithTraceIds {
+            inner: tracing_subscriber::fmt::format()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false),
+            dispatch: dispatch.clone(),
+        })
+        .with_writer(writer)
+        .and_then(KeepDispatch(dispatch))
+}
+
+/// The subscriber a layer was registered with, for looking up a span's
+/// OpenTelemetry context while an event is formatted (when the default
+/// dispatcher is not reachable: tracing hides it from re-entrant calls).
+type DispatchSlot = Arc<OnceLock<WeakDispatch>>;
+
+/// Fills a [`DispatchSlot`] when the subscriber is built.
+struct KeepDispatch(DispatchSlot);
+
+impl<S: tracing::Subscriber> Layer<S> for KeepDispatch {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
+
+/// A JSON event format with `trace_id` and `span_id` added in front.
+struct WithTraceIds<F> {
+    inner: F,
+    dispatch: DispatchSlot,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let span_context = ctx.lookup_current().and_then(|span| {
+            let dispatch = self.dispatch.get()?.upgrade()?;
+            let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+            let sc = cx.span().span_context().clone();
+            sc.is_valid().then_some(sc)
+        });
+        match (span_context, line.strip_prefix('{')) {
+            (Some(sc), Some(rest)) if !rest.starts_with('}') => write!(
+                writer,
+                "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",{rest}",
+                sc.trace_id(),
+                sc.span_id()
+            ),
+            _ => writer.write_str(&line),
+        }
+    }
 }
 
 /// The NATS client module that, at TRACE, logs every message it reads with
@@ -206,4 +290,73 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::{Layer, fmt::MakeWriter, layer::SubscriberExt};
+
+    use super::json_layer;
+
+    /// Log lines written into memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'w self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_in_a_span_carry_its_trace_and_span_id() {
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("test"))
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
+            .with(json_layer(lines.clone()));
+        let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("handle", order_id = "o-1");
+            let _entered = span.enter();
+            tracing::info!(step = "reserve", "inside");
+            let cx = opentelemetry::trace::TraceContextExt::span(
+                &tracing_opentelemetry::OpenTelemetrySpanExt::context(&span),
+            )
+            .span_context()
+            .clone();
+            (cx.trace_id().to_string(), cx.span_id().to_string())
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(parsed.len(), 2, "{text}");
+        assert!(parsed[0].get("trace_id").is_none(), "{text}");
+        assert_eq!(parsed[1]["trace_id"], trace_id.as_str(), "{text}");
+        assert_eq!(parsed[1]["span_id"], span_id.as_str(), "{text}");
+        assert_eq!(trace_id.len(), 32);
+        assert_eq!(parsed[1]["fields"]["step"], "reserve");
+        assert_eq!(parsed[1]["span"]["order_id"], "o-1");
+    }
 }

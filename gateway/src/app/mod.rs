@@ -75,6 +75,7 @@ fn assemble(
     hub: OrderHub,
 ) -> BoxEndpoint<'static, Response> {
     jetshop_platform::metrics::install();
+    describe_metrics();
     // One breaker per service: a service that stops answering costs
     // callers a 503 at once, not a timeout each.
     let rpc = RpcClient::new(rt.nats.clone(), settings.rpc_timeout, settings.rpc_retries)
@@ -216,6 +217,38 @@ pub async fn run(
         .map_err(Error::Serve)?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The `# HELP` of the gateway's own metrics (the shared HTTP ones are
+/// described by the platform). Here, in the top layer, because the names
+/// live in both `http` and `api`; call once the recorder is installed.
+fn describe_metrics() {
+    use crate::{
+        api::order_hub,
+        http::{idempotency, limits},
+    };
+    use ::metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        limits::REDIS_ERRORS,
+        "Rate-limit decisions Redis could not make, by cause (error, timeout, circuit_open)."
+    );
+    describe_counter!(
+        limits::LIMITED,
+        "Requests refused with 429 by the rate limiter, by limit group."
+    );
+    describe_counter!(
+        idempotency::REDIS_ERRORS,
+        "Idempotency-Key lookups or stores that failed on Redis."
+    );
+    describe_counter!(
+        idempotency::REPLAYS,
+        "Responses replayed for a repeated Idempotency-Key."
+    );
+    describe_gauge!(order_hub::WATCHERS, "Open SSE streams watching an order.");
+    describe_counter!(
+        order_hub::EVENTS,
+        "Orders events the gateway's hub received, by whether a watcher was woken (routed)."
+    );
 }
 
 #[cfg(test)]

@@ -12,3 +12,4 @@ mod nats;
 mod outbox;
 mod per_key;
 mod rpc;
+mod sampler;

@@ -32,6 +32,15 @@ pub const HITS: &str = "jetshop_catalog_cache_hits_total";
 /// Cache misses of `get`.
 pub const MISSES: &str = "jetshop_catalog_cache_misses_total";
 
+/// The `# HELP` of the cache's metrics; call once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(HITS, "Product reads answered from the catalog's cache.");
+    metrics::describe_counter!(
+        MISSES,
+        "Product reads the catalog's cache had to load from the database."
+    );
+}
+
 /// Products by id, bounded in size and age. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ProductCache {

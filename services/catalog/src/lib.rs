@@ -41,6 +41,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.consumer.validate()?;
+    // HELP text needs the recorder: install it first (idempotent).
+    jetshop_platform::metrics::install();
+    cache::describe();
     let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
         SERVICE_NAME,
         rt,

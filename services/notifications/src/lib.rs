@@ -72,6 +72,9 @@ pub async fn run(
     let webhooks = webhook::WebhookClient::new(settings.webhook_timeout)?;
     // The events it consumes belong to orders and users, but this service
     // may start first: provisioning is idempotent, so it makes sure they exist.
+    // HELP text needs the recorder: install it first (idempotent).
+    jetshop_platform::metrics::install();
+    metrics::describe();
     let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
         SERVICE_NAME,
         rt,

@@ -197,7 +197,12 @@ impl Engine {
                     now,
                 )
                 .await?;
-                metrics::counter!(m::ORDERS_COMPLETED, "outcome" => "cancelled").increment(1);
+                let class = m::reason_class(Some(&reason));
+                metrics::counter!(m::ORDERS_COMPLETED, "outcome" => "cancelled", "reason" => class)
+                    .increment(1);
+                // Refused at placement: placed and final at the same instant.
+                metrics::histogram!(m::ORDER_COMPLETION_DURATION, "outcome" => "cancelled")
+                    .record(0.0);
                 tracing::info!(%order_id, %reason, "order cannot be placed; cancelled");
             }
         }
@@ -303,7 +308,16 @@ impl Engine {
         timeline::add(&txn, order_id, &notes, now).await?;
         txn.commit().await?;
         self.outbox.notify();
-        record_metrics(&decision, finished_step, row.step_started_at, now);
+        record_metrics(
+            &decision,
+            finished_step,
+            row.step_started_at,
+            now,
+            Placement {
+                at: row.created_at,
+                cancel_reason: change.cancel_reason.as_deref(),
+            },
+        );
         tracing::info!(
             %order_id,
             from = saga.state.as_str(),
@@ -457,18 +471,30 @@ async fn send(
     .map_err(Error::from)
 }
 
+/// What the completion metrics need of the saga: when its order was
+/// placed, and why it compensates.
+struct Placement<'a> {
+    at: DateTime<Utc>,
+    cancel_reason: Option<&'a str>,
+}
+
 fn record_metrics(
     decision: &Decision,
     finished: Option<Step>,
     started_at: DateTime<Utc>,
     now: DateTime<Utc>,
+    placed: Placement<'_>,
 ) {
     for n in &decision.notes {
         if n.step != "order" && n.step != "cancel" {
             metrics::counter!(m::SAGA_STEPS, "step" => n.step, "outcome" => n.outcome).increment(1);
         }
         if n.step == "order" {
-            metrics::counter!(m::ORDERS_COMPLETED, "outcome" => n.outcome).increment(1);
+            let reason = m::reason_class(placed.cancel_reason);
+            metrics::counter!(m::ORDERS_COMPLETED, "outcome" => n.outcome, "reason" => reason)
+                .increment(1);
+            let secs = (now - placed.at).to_std().unwrap_or_default().as_secs_f64();
+            metrics::histogram!(m::ORDER_COMPLETION_DURATION, "outcome" => n.outcome).record(secs);
         }
     }
     if let Some(step) = finished

@@ -45,6 +45,9 @@ pub async fn run(
     settings.consumer.validate()?;
     // Its own streams, and those it sends commands to and hears answers
     // from: whichever service starts first creates them.
+    // HELP text needs the recorder: install it first (idempotent).
+    jetshop_platform::metrics::install();
+    metrics::describe();
     let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
         SERVICE_NAME,
         rt,

@@ -109,6 +109,9 @@ pub async fn run_with_resilient(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     settings.validate()?;
+    // HELP text needs the recorder: install it first (idempotent).
+    jetshop_platform::metrics::install();
+    metrics::describe();
     let mut host = ServiceHost::<Error>::start::<storage::migrations::Migrator>(
         SERVICE_NAME,
         rt,
