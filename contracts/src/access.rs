@@ -88,6 +88,8 @@ impl Access {
             for verb in ["INFO", "CREATE", "UPDATE"] {
                 publish.push(format!("$JS.API.STREAM.{verb}.{stream}"));
             }
+            // The service's JetStream sampler: its durables' lag.
+            publish.push(format!("$JS.API.CONSUMER.LIST.{stream}"));
         }
         for stream in &self.consumes {
             // DELETE: a per-key consumer removes the single durable it

@@ -32,8 +32,9 @@ pub struct GatewaySettings {
         default_value_t = 5
     )]
     pub breaker_failures: u32,
-    /// How long a service's breaker first stays open before one probe call;
-    /// each failed probe doubles it, up to 16 times as long.
+    /// How long a service's breaker stays open before one probe call. Short:
+    /// a probe a second costs a failing service nothing, and a healed one is
+    /// used again within a second.
     #[arg(long = "breaker-open-for", env = "JETSHOP_BREAKER_OPEN_FOR", default_value = "1s", value_parser = humantime::parse_duration)]
     pub breaker_open_for: Duration,
     /// Keep-alive comment period of idle Server-Sent Events streams

@@ -7,10 +7,7 @@
 //! opens and refuses every call at once ([`CircuitOpen`], which says how
 //! long until the next probe, for a `Retry-After`); after `open_for` it is
 //! half-open and lets exactly ONE probe through: a success closes it, a
-//! failure opens it again for twice as long, up to [`LONGEST_OPEN`] times
-//! `open_for`. A short first period ends a brief outage (a restarted
-//! process, a NATS node failing over) about as soon as it heals; the
-//! doubling keeps a long one to a probe now and then. What counts as a failure is
+//! failure opens it again for another period. What counts as a failure is
 //! the caller's business: an answer that says *no* (a decline, a 404) is a
 //! success, since the other side is healthy.
 //!
@@ -22,9 +19,6 @@ use std::{sync::Mutex, time::Duration};
 use tokio::time::Instant;
 
 use crate::metrics as m;
-
-/// How many times `open_for` an open period may grow to through failed probes.
-pub const LONGEST_OPEN: u32 = 16;
 
 /// Where a circuit breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +67,6 @@ enum Phase {
 #[derive(Debug)]
 struct BreakerInner {
     phase: Phase,
-    /// How long the next opening lasts.
-    next_open: Duration,
     times_opened: u64,
     probes: u64,
     rejected: u64,
@@ -122,7 +114,6 @@ impl CircuitBreaker {
             open_for,
             inner: Mutex::new(BreakerInner {
                 phase: Phase::Closed { failures: 0 },
-                next_open: open_for,
                 times_opened: 0,
                 probes: 0,
                 rejected: 0,
@@ -206,7 +197,6 @@ impl CircuitBreaker {
         match (inner.phase, probe) {
             (Phase::HalfOpen { .. }, true) if ok => {
                 inner.phase = Phase::Closed { failures: 0 };
-                inner.next_open = self.open_for;
                 self.publish(BreakerState::Closed);
                 tracing::info!(
                     breaker = %self.name,
@@ -231,14 +221,12 @@ impl CircuitBreaker {
     }
 
     fn open(&self, inner: &mut BreakerInner, why: &str) {
-        let open_for = inner.next_open;
         inner.phase = Phase::Open {
-            until: Instant::now() + open_for,
+            until: Instant::now() + self.open_for,
         };
-        inner.next_open = (open_for * 2).min(self.open_for * LONGEST_OPEN);
         inner.times_opened += 1;
         self.publish(BreakerState::Open);
-        tracing::warn!(breaker = %self.name, ?open_for, why, "circuit breaker open: failing calls fast");
+        tracing::warn!(breaker = %self.name, open_for = ?self.open_for, why, "circuit breaker open: failing calls fast");
     }
 
     fn release_probe(&self) {
@@ -326,35 +314,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_probe_reopens_for_twice_as_long() {
+    async fn a_failed_probe_reopens_for_another_period() {
         let b = breaker(1);
         fail(&b);
         tokio::time::advance(OPEN_FOR).await;
         b.try_acquire().unwrap().failure();
         assert_eq!(b.state(), BreakerState::Open);
-        tokio::time::advance(OPEN_FOR).await;
-        assert_eq!(b.try_acquire().unwrap_err().retry_after, OPEN_FOR);
-        tokio::time::advance(OPEN_FOR).await;
+        tokio::time::advance(OPEN_FOR / 2).await;
+        assert_eq!(b.try_acquire().unwrap_err().retry_after, OPEN_FOR / 2);
+        tokio::time::advance(OPEN_FOR / 2).await;
         assert!(b.try_acquire().is_ok());
         assert_eq!(b.snapshot().times_opened, 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn open_periods_grow_to_the_longest_and_a_close_starts_over() {
-        let b = breaker(1);
-        fail(&b);
-        let mut periods = Vec::new();
-        for _ in 0..7 {
-            let wait = b.try_acquire().unwrap_err().retry_after;
-            periods.push(wait.as_secs() / OPEN_FOR.as_secs());
-            tokio::time::advance(wait).await;
-            b.try_acquire().expect("the probe").failure();
-        }
-        assert_eq!(periods, [1, 2, 4, 8, 16, 16, 16]);
-        tokio::time::advance(OPEN_FOR * LONGEST_OPEN).await;
-        b.try_acquire().expect("the probe").success();
-        fail(&b);
-        assert_eq!(b.try_acquire().unwrap_err().retry_after, OPEN_FOR);
     }
 
     #[tokio::test(start_paused = true)]

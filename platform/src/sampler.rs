@@ -4,9 +4,12 @@
 //! Counting deliveries in the runner cannot say how far behind a durable
 //! is, nor how many dead letters still wait for an operator after a
 //! replay or purge; only the server knows. So every service asks it, every
-//! [`SAMPLE_EVERY`], about the durables named after it (`<service>-...`,
-//! on any stream), the `dlq.<durable>` subjects of those durables, and the
-//! streams it provisions. Every replica of a service samples the same
+//! [`SAMPLE_EVERY`], about the streams it provisions, the durables named
+//! after it (`<service>-...`) on those streams (a part provisions every
+//! stream it consumes), and the `dlq.<durable>` subjects of those durables.
+//! It asks about its own streams by name, never for the list of all: with
+//! NATS security on, a part may only look at its own streams
+//! (`jetshop_contracts::access`). Every replica of a service samples the same
 //! server state, so dashboards take `max` over instances, as for the
 //! outbox backlog.
 //!
@@ -101,18 +104,15 @@ impl Sampler {
 
     async fn sample_jetstream(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let prefix = format!("{}-", self.service);
-        let infos: Vec<jetstream::stream::Info> = self.js.streams().try_collect().await?;
         let mut durables = Vec::new();
-        for info in &infos {
-            let name = info.config.name.as_str();
-            if self.own_streams.contains(&name) {
-                self.stream_gauges(info);
-            }
+        for name in self.own_streams.clone() {
+            let stream = self.js.get_stream_no_info(name).await?;
+            let info = stream.get_info().await?;
+            self.stream_gauges(&info);
             // The DLQ's own consumers (operators' browsing) are not lag.
             if name == streams::DLQ {
                 continue;
             }
-            let stream = self.js.get_stream_no_info(name).await?;
             let consumers: Vec<jetstream::consumer::Info> =
                 stream.consumers().try_collect().await?;
             for c in consumers
@@ -129,7 +129,7 @@ impl Sampler {
                 durables.push(c.name);
             }
         }
-        if infos.iter().any(|i| i.config.name == streams::DLQ) {
+        if self.own_streams.contains(&streams::DLQ) {
             let dlq = self.js.get_stream_no_info(streams::DLQ).await?;
             let counts: HashMap<String, usize> = dlq
                 .info_with_subjects(subjects::dlq::ALL)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
 use futures::StreamExt;
-use jetshop_contracts::{Event, subjects};
+use jetshop_contracts::{Event, streams, subjects};
 use jetshop_platform::{
     envelope::{self, MessageMeta},
     sampler::{SAMPLE_EVERY, Sampler},
@@ -86,7 +86,7 @@ async fn lag_dead_letters_and_streams_are_sampled_from_the_server() {
         "smp",
         nats.client.clone(),
         nats.js.clone(),
-        vec![TEST_EVENTS],
+        vec![TEST_EVENTS, streams::DLQ],
     );
     let task = tokio::spawn(sampler.run(stop.clone()));
 

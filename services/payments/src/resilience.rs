@@ -10,8 +10,7 @@
 //!    and fails every call fast as `Transient("circuit open")`, without
 //!    touching the provider; after `breaker_open_duration` it is half-open
 //!    and lets exactly ONE probe through: a success closes it, a failure
-//!    opens it again for twice as long (up to 16 times; see
-//!    `jetshop_platform::breaker`);
+//!    opens it again for another period;
 //! 2. the **bulkhead**: at most `bulkhead_max_concurrent` calls in flight; a
 //!    call waits at most `bulkhead_max_wait` for a slot, then fails as
 //!    `Transient("bulkhead full")`, so a slow provider cannot pile up every

@@ -75,8 +75,9 @@ pub struct PaymentsSettings {
         default_value_t = 5
     )]
     pub breaker_failure_threshold: u32,
-    /// How long an open breaker first fails calls fast before letting one
-    /// probe through; each failed probe doubles it, up to 16 times as long.
+    /// How long an open breaker fails calls fast before letting one probe
+    /// through. Short: a processor back after a restart is used again within
+    /// a second, and one probe a second costs a dead one nothing.
     #[arg(
         id = "payments_breaker_open_duration",
         long = "payments-breaker-open-duration",
