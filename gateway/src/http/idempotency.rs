@@ -25,7 +25,7 @@
 //! acts on the same thing rather than a new one, the first attempt mints a
 //! [`KeyedId`] (a UUIDv7) kept beside the response for the whole TTL and
 //! handed to every attempt with that key and body: an endpoint that names
-//! what it creates by it (an order, a product) creates it once, and the
+//! what it creates by it (order placement does) creates it once, and the
 //! service receiving the repeat sees an id it already has.
 //!
 //! [`Idempotency`] is a Poem [`Middleware`], usable around any endpoint.
