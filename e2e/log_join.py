@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pkce_login  # noqa: E402
-from smoke import DEMO_SKU, READY_S, SETTLE_S, call, expect, free_port, say  # noqa: E402
+from smoke import SETTLE_S, call, demo_product, expect, free_port, say, start_up, wait_ready  # noqa: E402
 
 PARTS = {"gateway", "orders", "catalog", "payments", "notifications"}
 
@@ -62,36 +61,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="jetshop-logjoin."))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "JETSHOP_ADMIN_EMAIL", "JETSHOP_ADMIN_PASSWORD", "RUST_LOG")}
     log_path = work / "up.log"
-    log = open(log_path, "wb")
     say(f"{binary.name} up --seed-demo --log-format json on {base}")
-    up = subprocess.Popen(
-        [str(binary), "up", "--seed-demo", "--log-format", "json", "--data-dir", str(work / "data"), "--http-addr", f"127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    up, log = start_up(binary, work, port, "--log-format", "json", drop_env=("RUST_LOG",))
     ok = False
     try:
-        started = time.monotonic()
-        while True:
-            expect(up.poll() is None, f"jetshop up exited with {up.returncode} before it was ready")
-            try:
-                if call("GET", f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            expect(time.monotonic() - started < READY_S, f"/readyz not 200 after {READY_S} s")
-            time.sleep(0.2)
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            status, _, page = call("GET", f"{base}/v1/products?limit=100")
-            mug = next((p for p in page["items"] if p["sku"] == DEMO_SKU), None) if status == 200 else None
-            if mug:
-                break
-            expect(time.monotonic() < deadline, f"{DEMO_SKU} not listed after {SETTLE_S} s")
-            time.sleep(0.5)
+        wait_ready(up, base)
+        mug, _ = demo_product(base)
         email = f"logs-{uuid.uuid4().hex[:12]}@example.com"
         password = f"Logs-{uuid.uuid4().hex}"
         status, _, user = call("POST", f"{base}/v1/users", {"email": email, "password": password, "display_name": "Logs"})

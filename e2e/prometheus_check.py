@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pkce_login  # noqa: E402
-from smoke import DEMO_SKU, READY_S, SETTLE_S, call, expect, free_port, say  # noqa: E402
+from smoke import SETTLE_S, call, demo_product, expect, free_port, say, start_up, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "ops" / "prometheus"
@@ -185,19 +185,11 @@ def main() -> int:
     expect(prometheus is not None, "no prometheus on PATH (make prometheus installs Debian's)")
 
     work = Path(tempfile.mkdtemp(prefix="jetshop-prometheus."))
-    data = work / "data"
     port, pport = free_port(), free_port()
     base, pbase = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{pport}"
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "JETSHOP_ADMIN_EMAIL", "JETSHOP_ADMIN_PASSWORD")}
-    up_log = open(work / "up.log", "wb")
     prom_log = open(work / "prometheus.log", "wb")
     say(f"{binary.name} up --seed-demo on {base}")
-    up = subprocess.Popen(
-        [str(binary), "up", "--seed-demo", "--data-dir", str(data), "--http-addr", f"127.0.0.1:{port}"],
-        stdout=up_log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    up, up_log = start_up(binary, work, port)
     # The rule files are found relative to the config file, as in the repo.
     (work / "prometheus.yml").write_text(scrape_config(f"127.0.0.1:{port}"))
     shutil.copytree(PROMETHEUS_DIR / "alerts", work / "alerts")
@@ -210,26 +202,8 @@ def main() -> int:
     )
     ok = False
     try:
-        started = time.monotonic()
-        while True:
-            expect(up.poll() is None, f"jetshop up exited with {up.returncode} before it was ready")
-            expect(server.poll() is None, f"prometheus exited with {server.returncode}")
-            try:
-                if call("GET", f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            expect(time.monotonic() - started < READY_S, f"/readyz not 200 after {READY_S} s")
-            time.sleep(0.2)
-
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            status, _, page = call("GET", f"{base}/v1/products?limit=100")
-            mug = next((p for p in page["items"] if p["sku"] == DEMO_SKU), None) if status == 200 else None
-            if mug:
-                break
-            expect(time.monotonic() < deadline, f"{DEMO_SKU} not listed after {SETTLE_S} s")
-            time.sleep(0.5)
+        wait_ready(up, base, also=(("prometheus", server),))
+        mug, _ = demo_product(base)
         # A read of the product itself, so the catalog's cache counts, and
         # of one that does not exist, so the HTTP errors panel has a 404.
         call("GET", f"{base}/v1/products/{mug['id']}")

@@ -92,6 +92,58 @@ def processes_mentioning(needle: str) -> list[str]:
     return found
 
 
+def start_up(binary: Path, work: Path, port: int, *extra: str, drop_env: tuple[str, ...] = ()):
+    """`jetshop up --seed-demo` on 127.0.0.1:`port`, data in `work`/data, its
+    output in `work`/up.log, without the caller's NATS URL and admin account
+    (and `drop_env`). The process and the open log file."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NATS_URL", "JETSHOP_ADMIN_EMAIL", "JETSHOP_ADMIN_PASSWORD", *drop_env)
+    }
+    log = open(work / "up.log", "wb")
+    up = subprocess.Popen(
+        [str(binary), "up", "--seed-demo", *extra, "--data-dir", str(work / "data"), "--http-addr", f"127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    return up, log
+
+
+def wait_ready(up: subprocess.Popen, base: str, also: tuple[tuple[str, subprocess.Popen], ...] = ()) -> float:
+    """Wait for `base`/readyz to answer 200 while `up` (and every named
+    process in `also`) keeps running; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        expect(up.poll() is None, f"jetshop up exited with {up.returncode} before it was ready")
+        for name, proc in also:
+            expect(proc.poll() is None, f"{name} exited with {proc.returncode}")
+        try:
+            if call("GET", f"{base}/readyz")[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        expect(time.monotonic() - started < READY_S, f"/readyz not 200 after {READY_S} s")
+        time.sleep(0.2)
+
+
+def demo_product(base: str, strict: bool = False):
+    """The demo catalog's mug once it is listed (it is seeded while the
+    gateway already answers), and the page it was on. `strict`: any answer
+    but 200 on the way is a failure."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        status, _, page = call("GET", f"{base}/v1/products?limit=100")
+        if strict:
+            expect(status == 200, f"GET /v1/products answered {status}: {page}")
+        mug = next((p for p in page["items"] if p["sku"] == DEMO_SKU), None) if status == 200 else None
+        if mug:
+            return mug, page
+        expect(time.monotonic() < deadline, f"{DEMO_SKU} not listed after {SETTLE_S} s" + (f": {page}" if strict else ""))
+        time.sleep(0.5)
+
+
 def main() -> int:
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     binary = Path(sys.argv[1] if len(sys.argv) > 1 else f"{target}/release/jetshop").resolve()
@@ -101,39 +153,12 @@ def main() -> int:
     data = work / "data"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "JETSHOP_ADMIN_EMAIL", "JETSHOP_ADMIN_PASSWORD")}
-    log = open(work / "up.log", "wb")
     say(f"{binary.name} up --seed-demo on {base} (data in {data})")
-    up = subprocess.Popen(
-        [str(binary), "up", "--seed-demo", "--data-dir", str(data), "--http-addr", f"127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    up, log = start_up(binary, work, port)
     ok = False
     try:
-        started = time.monotonic()
-        while True:
-            expect(up.poll() is None, f"jetshop up exited with {up.returncode} before it was ready")
-            try:
-                if call("GET", f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            expect(time.monotonic() - started < READY_S, f"/readyz not 200 after {READY_S} s")
-            time.sleep(0.2)
-        say(f"ready in {time.monotonic() - started:.1f} s")
-
-        # The demo catalog is seeded while the gateway already answers.
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            status, _, page = call("GET", f"{base}/v1/products?limit=100")
-            expect(status == 200, f"GET /v1/products answered {status}: {page}")
-            mug = next((p for p in page["items"] if p["sku"] == DEMO_SKU), None)
-            if mug:
-                break
-            expect(time.monotonic() < deadline, f"{DEMO_SKU} not listed after {SETTLE_S} s: {page}")
-            time.sleep(0.5)
+        say(f"ready in {wait_ready(up, base):.1f} s")
+        mug, page = demo_product(base, strict=True)
         say(f"catalog lists {len(page['items'])} products, {DEMO_SKU} has {mug['stock']} in stock")
 
         email = f"smoke-{uuid.uuid4().hex[:12]}@example.com"
