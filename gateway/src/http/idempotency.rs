@@ -23,7 +23,8 @@
 //! A gateway that dies after acting but before storing the response leaves
 //! only its lock, which expires; the retry then runs again. So that it
 //! acts on the same thing rather than a new one, the first attempt mints a
-//! [`KeyedId`] (a UUIDv7) kept beside the response for the whole TTL and
+//! [`KeyedId`] (a UUIDv7, stored with the lock in one step: one round trip
+//! to Redis) kept beside the response for the whole TTL and
 //! handed to every attempt with that key and body: an endpoint that names
 //! what it creates by it (order placement does) creates it once, and the
 //! service receiving the repeat sees an id it already has.
@@ -185,12 +186,18 @@ pub enum IdempotencyStore {
     Local(Mutex<HashMap<String, (Vec<u8>, Instant)>>),
 }
 
-/// Set a value unless the key exists; return the existing value.
-static SET_NX_OR_GET: LazyLock<redis::Script> = LazyLock::new(|| {
+/// Take the lock (`KEYS[1]`, set unless something is there) and, only if
+/// it was free, the key's id (`KEYS[2]`, set unless it exists): one round trip for
+/// both. Answers `{existing entry, nil}` when the lock is held, `{nil,
+/// existing id}` (nil if ours was stored) when it was taken.
+static LOCK_AND_ID: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-return redis.call('GET', KEYS[1])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {redis.call('GET', KEYS[1]), false}
+end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {false, false} end
+return {false, redis.call('GET', KEYS[2])}
 ",
     )
 });
@@ -224,50 +231,46 @@ impl IdempotencyStore {
         }
     }
 
-    /// Store `value` under `key` unless it exists: `None` if stored,
-    /// else what is there.
-    async fn set_nx_or_get(
+    /// Take `lock` under `key` unless something is there (`Err(existing)`),
+    /// and then store `id` under `id_key` unless one is there: `Ok(None)`
+    /// if ours was stored, else `Ok(Some(existing id))`.
+    async fn lock_and_id(
         &self,
         key: &str,
-        value: &[u8],
+        lock: &[u8],
+        lock_ttl: Duration,
+        id_key: &str,
+        id: &[u8],
         ttl: Duration,
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<Result<Option<Vec<u8>>, Vec<u8>>, Error> {
         match self {
             Self::Redis(store) => {
-                let key = store.key(key);
-                store
+                let (key, id_key) = (store.key(key), store.key(id_key));
+                let (held, existing_id): (Option<Vec<u8>>, Option<Vec<u8>>) = store
                     .run(|mut conn| async move {
-                        SET_NX_OR_GET
+                        LOCK_AND_ID
                             .key(key)
-                            .arg(value)
+                            .key(id_key)
+                            .arg(lock)
+                            .arg(millis(lock_ttl))
+                            .arg(id)
                             .arg(millis(ttl))
                             .invoke_async(&mut conn)
                             .await
                     })
                     .await
-                    .map_err(|_| unavailable())
+                    .map_err(|_| unavailable())?;
+                Ok(match held {
+                    Some(held) => Err(held),
+                    None => Ok(existing_id),
+                })
             }
             Self::Local(map) => {
                 let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-                let now = Instant::now();
-                if let Some((v, exp)) = map.get(key)
-                    && *exp > now
-                {
-                    return Ok(Some(v.clone()));
-                }
-                if map.len() >= MAX_LOCAL_KEYS {
-                    map.retain(|_, (_, exp)| *exp > now);
-                }
-                if map.len() >= MAX_LOCAL_KEYS
-                    && let Some(first) = map
-                        .iter()
-                        .min_by_key(|(_, (_, exp))| *exp)
-                        .map(|(k, _)| k.clone())
-                {
-                    map.remove(&first);
-                }
-                map.insert(key.to_owned(), (value.to_vec(), now + ttl));
-                Ok(None)
+                Ok(match local_set_nx_or_get(&mut map, key, lock, lock_ttl) {
+                    Some(held) => Err(held),
+                    None => Ok(local_set_nx_or_get(&mut map, id_key, id, ttl)),
+                })
             }
         }
     }
@@ -312,6 +315,36 @@ impl IdempotencyStore {
             }
         }
     }
+}
+
+/// Store `value` under `key` in the in-process map unless a live value is
+/// there: `None` if stored, else what is there. The soonest to expire go
+/// first when the map is full.
+fn local_set_nx_or_get(
+    map: &mut HashMap<String, (Vec<u8>, Instant)>,
+    key: &str,
+    value: &[u8],
+    ttl: Duration,
+) -> Option<Vec<u8>> {
+    let now = Instant::now();
+    if let Some((v, exp)) = map.get(key)
+        && *exp > now
+    {
+        return Some(v.clone());
+    }
+    if map.len() >= MAX_LOCAL_KEYS {
+        map.retain(|_, (_, exp)| *exp > now);
+    }
+    if map.len() >= MAX_LOCAL_KEYS
+        && let Some(first) = map
+            .iter()
+            .min_by_key(|(_, (_, exp))| *exp)
+            .map(|(k, _)| k.clone())
+    {
+        map.remove(&first);
+    }
+    map.insert(key.to_owned(), (value.to_vec(), now + ttl));
+    None
 }
 
 fn unavailable() -> Error {
@@ -436,42 +469,49 @@ impl<E: Endpoint> Endpoint for IdempotencyEndpoint<E> {
 
         let lock = encode_lock(&fp);
         let store = &self.shared.store;
-        let existing = match store
-            .set_nx_or_get(&name, &lock, self.shared.lock_ttl)
+        // The id this key's attempts share, minted unless one exists; taken
+        // with the lock, and only if the lock is ours.
+        let minted = KeyedId(uuid::Uuid::now_v7());
+        let taken = match store
+            .lock_and_id(
+                &name,
+                &lock,
+                self.shared.lock_ttl,
+                &format!("{name}:id"),
+                &minted.encode(&fp),
+                self.shared.ttl,
+            )
             .await
         {
-            Ok(existing) => existing,
+            Ok(taken) => taken,
             Err(err) => return Ok(problem(&err, &instance)),
         };
-        if let Some(existing) = existing {
-            return Ok(match Entry::decode(&existing) {
-                Some(Entry::Lock { fp: theirs } | Entry::Done { fp: theirs, .. })
-                    if theirs != fp =>
-                {
-                    problem(&Error::IdempotencyKeyReused, &instance)
-                }
-                Some(Entry::Done { response, .. }) => {
-                    metrics::counter!(REPLAYS).increment(1);
-                    replay(response)
-                }
-                // A lock, or something unreadable: treat as in progress.
-                _ => problem(&Error::IdempotencyInFlight, &instance),
-            });
-        }
+        let existing_id = match taken {
+            Ok(existing_id) => existing_id,
+            Err(existing) => {
+                return Ok(match Entry::decode(&existing) {
+                    Some(Entry::Lock { fp: theirs } | Entry::Done { fp: theirs, .. })
+                        if theirs != fp =>
+                    {
+                        problem(&Error::IdempotencyKeyReused, &instance)
+                    }
+                    Some(Entry::Done { response, .. }) => {
+                        metrics::counter!(REPLAYS).increment(1);
+                        replay(response)
+                    }
+                    // A lock, or something unreadable: treat as in progress.
+                    _ => problem(&Error::IdempotencyInFlight, &instance),
+                });
+            }
+        };
 
-        // The lock is ours: find (or mint) the id this key's attempts share.
-        let minted = KeyedId(uuid::Uuid::now_v7());
-        let id = match store
-            .set_nx_or_get(&format!("{name}:id"), &minted.encode(&fp), self.shared.ttl)
-            .await
-            .map(|existing| existing.map(|bytes| KeyedId::decode(&bytes)))
-        {
-            Ok(None) => Ok(minted),
-            Ok(Some(Some((theirs, id)))) if theirs == fp => Ok(id),
+        // The lock is ours: the id is ours too, or the one a lost attempt minted.
+        let id = match existing_id.map(|bytes| KeyedId::decode(&bytes)) {
+            None => Ok(minted),
+            Some(Some((theirs, id))) if theirs == fp => Ok(id),
             // Minted for another body: the key was reused.
-            Ok(Some(Some(_))) => Err(Error::IdempotencyKeyReused),
-            Ok(Some(None)) => Err(Error::IdempotencyInFlight),
-            Err(err) => Err(err),
+            Some(Some(_)) => Err(Error::IdempotencyKeyReused),
+            Some(None) => Err(Error::IdempotencyInFlight),
         };
         let id = match id {
             Ok(id) => id,
