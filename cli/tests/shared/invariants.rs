@@ -193,8 +193,23 @@ pub async fn check(system: &Stores<'_>, products: &[(Uuid, i64)], orders: &[Uuid
     assert!(books.balances(), "the ledger does not balance: {books:?}");
 
     // One email per order, about how it ended, delivered to the real SMTP server.
+    // An order's end reaches the database before notifications hears of it,
+    // so its email may still be on its way (pending) when this check starts:
+    // wait, bounded, until each order's email left that state.
     let mail_db = mail::connect(system.notifications_db).await.unwrap();
-    let emails = mail::emails_by_order(&mail_db).await.unwrap();
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let emails = loop {
+        let emails = mail::emails_by_order(&mail_db).await.unwrap();
+        let in_flight = orders.iter().any(|id| {
+            emails.get(id).is_none_or(|sent| {
+                sent.is_empty() || sent.iter().any(|(_, s)| *s == DeliveryState::Pending)
+            })
+        });
+        if !in_flight || std::time::Instant::now() > settled {
+            break emails;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     for &id in orders {
         let sent: Vec<&(String, DeliveryState)> = emails
             .get(&id)
