@@ -238,8 +238,8 @@ pub fn parts() -> Vec<Access> {
                 notifications::RPC_WEBHOOK_DELETE,
             ],
             consumes: vec![],
-            // Live order updates for SSE.
-            follows: vec![orders::EVENTS_ALL],
+            // Live order updates for SSE; the product read cache.
+            follows: vec![orders::EVENTS_ALL, catalog::EVENTS_ALL],
             provisions: vec![],
         },
     ]

@@ -346,3 +346,37 @@ impl Rpc for ListProducts {
     type Reply = ProductPage;
     const SUBJECT: &'static str = subj::RPC_PRODUCT_LIST;
 }
+
+/// What a catalog event says about cached products: the product itself
+/// (created or changed), or the products whose stock moved. `None` for
+/// events that change no product (a rejection, a commit of stock already
+/// taken) and for payloads that are not what their type says.
+/// `ty` is the `Jetshop-Type` header.
+pub fn product_touch(
+    ty: Option<&str>,
+    encoding: crate::Encoding,
+    payload: &[u8],
+) -> Option<crate::Touch<Uuid, Product>> {
+    use crate::Touch;
+    fn lines(lines: Vec<ReservationLine>) -> Touch<Uuid, Product> {
+        Touch::Changed(lines.into_iter().map(|l| l.product_id).collect())
+    }
+    match ty? {
+        ProductCreated::TYPE => {
+            let p = encoding.decode::<ProductCreated>(payload).ok()?.product;
+            Some(Touch::Current(p.id, p))
+        }
+        ProductChanged::TYPE => {
+            let p = encoding.decode::<ProductChanged>(payload).ok()?.product;
+            Some(Touch::Current(p.id, p))
+        }
+        StockAdjusted::TYPE => {
+            let e = encoding.decode::<StockAdjusted>(payload).ok()?;
+            Some(Touch::Changed(vec![e.product_id]))
+        }
+        // Reservations move stock without carrying it.
+        StockReserved::TYPE => Some(lines(encoding.decode::<StockReserved>(payload).ok()?.lines)),
+        StockReleased::TYPE => Some(lines(encoding.decode::<StockReleased>(payload).ok()?.lines)),
+        _ => None,
+    }
+}

@@ -32,4 +32,4 @@ pub mod users;
 
 pub use codec::{CodecError, Encoding};
 pub use error::{ErrorCode, RpcError};
-pub use message::{Command, Event, Message, Rpc};
+pub use message::{Command, Event, Message, Rpc, Touch};

@@ -99,3 +99,13 @@ macro_rules! wire {
     };
 }
 pub(crate) use wire;
+
+/// What an event says about the records its context owns, for readers that
+/// cache them (see the platform's read cache).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Touch<K, V> {
+    /// The record as it is now (created or changed).
+    Current(K, V),
+    /// These records changed without the event carrying them.
+    Changed(Vec<K>),
+}

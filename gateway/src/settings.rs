@@ -41,6 +41,18 @@ pub struct GatewaySettings {
     /// (`/v1/orders/{id}/events`); keep it under your proxies' idle timeout.
     #[arg(long = "sse-keep-alive", env = "JETSHOP_SSE_KEEP_ALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub sse_keep_alive: Duration,
+    /// Longest time a product read is answered from the gateway's cache
+    /// (changes reach it as catalog events within milliseconds; this
+    /// bounds staleness when an event is missed). 0 disables the cache.
+    #[arg(long = "product-cache-ttl", env = "JETSHOP_PRODUCT_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub product_cache_ttl: Duration,
+    /// Products the gateway's read cache holds at most (0 disables it).
+    #[arg(
+        long = "product-cache-capacity",
+        env = "JETSHOP_PRODUCT_CACHE_CAPACITY",
+        default_value_t = 10_000
+    )]
+    pub product_cache_capacity: usize,
     /// Rate limits, idempotency keys and their Redis.
     #[command(flatten)]
     pub limits: crate::http::limits::LimitSettings,
@@ -64,6 +76,11 @@ impl GatewaySettings {
     /// Default open period of a service's breaker.
     pub const DEFAULT_BREAKER_OPEN_FOR: Duration = Duration::from_secs(1);
 
+    /// Default of `--product-cache-ttl`.
+    pub const DEFAULT_PRODUCT_CACHE_TTL: Duration = Duration::from_secs(2);
+    /// Default of `--product-cache-capacity`.
+    pub const DEFAULT_PRODUCT_CACHE_CAPACITY: usize = 10_000;
+
     /// Settings listening on `addr`, every other value at its default.
     pub fn for_addr(addr: SocketAddr) -> Self {
         Self {
@@ -74,6 +91,8 @@ impl GatewaySettings {
             breaker_failures: Self::DEFAULT_BREAKER_FAILURES,
             breaker_open_for: Self::DEFAULT_BREAKER_OPEN_FOR,
             sse_keep_alive: crate::api::order_hub::DEFAULT_KEEP_ALIVE,
+            product_cache_ttl: Self::DEFAULT_PRODUCT_CACHE_TTL,
+            product_cache_capacity: Self::DEFAULT_PRODUCT_CACHE_CAPACITY,
             limits: Default::default(),
             hardening: Default::default(),
             auth: crate::auth::AuthSettings::in_memory(),
@@ -117,6 +136,8 @@ mod tests {
         assert_eq!(parsed.breaker_failures, built.breaker_failures);
         assert_eq!(parsed.breaker_open_for, built.breaker_open_for);
         assert_eq!(parsed.sse_keep_alive, built.sse_keep_alive);
+        assert_eq!(parsed.product_cache_ttl, built.product_cache_ttl);
+        assert_eq!(parsed.product_cache_capacity, built.product_cache_capacity);
         assert_eq!(
             format!("{:?}", parsed.limits),
             format!("{:?}", built.limits)

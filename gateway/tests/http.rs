@@ -73,6 +73,11 @@ impl Drop for Stack {
 
 impl Stack {
     async fn start(with_catalog: bool) -> Self {
+        Self::start_with(with_catalog, |_| {}).await
+    }
+
+    /// The stack with the gateway's settings changed by `tune`.
+    async fn start_with(with_catalog: bool, tune: impl FnOnce(&mut GatewaySettings)) -> Self {
         jetshop_testkit::init_test_log();
         let nats = NatsServer::start();
         let client = jetshop_platform::nats::connect(&NatsSettings::for_url(nats.url()), "test")
@@ -86,11 +91,9 @@ impl Stack {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let stop = CancellationToken::new();
-        let gateway = tokio::spawn(run(
-            GatewaySettings::for_addr(addr),
-            rt.clone(),
-            stop.clone(),
-        ));
+        let mut settings = GatewaySettings::for_addr(addr);
+        tune(&mut settings);
+        let gateway = tokio::spawn(run(settings, rt.clone(), stop.clone()));
         let stack = Self {
             nats,
             rt,
@@ -324,9 +327,60 @@ async fn unknown_routes_and_wrong_methods_are_problems() -> Result<()> {
     Ok(())
 }
 
+fn no_product_cache(settings: &mut GatewaySettings) {
+    settings.product_cache_ttl = Duration::ZERO;
+}
+
+/// The stock a product read answers.
+async fn stock_read(stack: &Stack, id: Uuid) -> Option<i64> {
+    let resp = stack.get(&format!("/v1/products/{id}")).await;
+    let body: Value = resp.json().await.ok()?;
+    body["stock"].as_i64()
+}
+
+#[tokio::test]
+async fn product_reads_are_cached_and_a_change_shows_at_once() -> Result<()> {
+    // A TTL far longer than the wait below: only the catalog's events can
+    // make the change show in time.
+    let mut stack = Stack::start_with(true, |s| {
+        s.product_cache_ttl = Duration::from_secs(300);
+    })
+    .await;
+    let p = product("CACHED-1", 500);
+    stack.seed(std::slice::from_ref(&p)).await;
+    assert_eq!(stock_read(&stack, p.id).await, Some(7));
+
+    let adjust = jetshop_contracts::catalog::AdjustStock {
+        id: p.id,
+        delta: -3,
+        reason: Some("damaged".into()),
+    };
+    send_command(
+        &stack.rt.jetstream(),
+        &Uuid::now_v7().to_string(),
+        &adjust,
+        &MessageMeta::default(),
+    )
+    .await?;
+    eventually(
+        "the stock change to show",
+        Duration::from_secs(5),
+        || async { (stock_read(&stack, p.id).await == Some(4)).then_some(()) },
+    )
+    .await;
+
+    // Served from the gateway's cache: the catalog is not asked.
+    stack.catalog.take().context("catalog")?.stop().await;
+    for _ in 0..3 {
+        assert_eq!(stock_read(&stack, p.id).await, Some(4));
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn stopped_catalog_is_a_503_with_retry_after() -> Result<()> {
-    let mut stack = Stack::start(true).await;
+    // Without the gateway's product cache, every read reaches the catalog.
+    let mut stack = Stack::start_with(true, no_product_cache).await;
     let p = product("GONE-1", 500);
     stack.seed(std::slice::from_ref(&p)).await;
     stack.catalog.take().context("catalog")?.stop().await;
@@ -348,7 +402,8 @@ async fn stopped_catalog_is_a_503_with_retry_after() -> Result<()> {
 
 #[tokio::test]
 async fn a_stopped_service_trips_its_breaker_and_a_restarted_one_is_found_again() -> Result<()> {
-    let mut stack = Stack::start(true).await;
+    // Without the gateway's product cache, every read reaches the catalog.
+    let mut stack = Stack::start_with(true, no_product_cache).await;
     let p = product("TRIP-1", 500);
     stack.seed(std::slice::from_ref(&p)).await;
     stack.catalog.take().context("catalog")?.stop().await;

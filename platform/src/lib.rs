@@ -7,6 +7,7 @@
 //! - [`dlq`]: list, show, replay and purge dead letters.
 //! - [`outbox`] and [`inbox`]: exactly-once effects over at-least-once delivery.
 //! - [`rpc`]: NATS micro services and a client with timeout, retries and a breaker per service.
+//! - [`read_cache`]: a read-through cache of versioned records kept fresh by their events.
 //! - [`breaker`]: the circuit breaker shared by RPC clients and the payments provider guard.
 //! - [`telemetry`], [`metrics`], [`health`], [`admin`]: seeing what runs.
 //! - [`runtime`]: what a service's `run` gets from its caller.
@@ -31,6 +32,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod nats;
 pub mod outbox;
+pub mod read_cache;
 pub mod rpc;
 pub mod runtime;
 pub mod sampler;

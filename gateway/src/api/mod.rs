@@ -6,6 +6,7 @@
 //! - [`products`]: `/v1/products` (the catalog: reads by RPC, writes as commands).
 //! - [`orders`]: `/v1/orders` (place, read, cancel, history, SSE status stream).
 //! - [`order_hub`]: the one `orders.events.>` subscription behind the SSE streams.
+//! - [`product_reads`]: product reads from a per-process cache kept fresh by catalog events.
 //! - [`users`]: `/v1/users` (register, the caller's own profile).
 //! - [`webhooks`]: `/v1/me/webhook` (the caller's webhook, via notifications).
 //! - [`money`]: the money bodies products and orders share.
@@ -16,6 +17,7 @@ pub mod docs;
 pub mod money;
 pub mod order_hub;
 pub mod orders;
+pub mod product_reads;
 pub mod products;
 pub mod spec;
 pub mod users;

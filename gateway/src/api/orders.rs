@@ -27,7 +27,6 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream::BoxStream};
 use jetshop_contracts::{
     Command, ErrorCode,
-    catalog::GetProduct,
     orders::{
         self as wire, CancelOrder, GetOrder, GetOrderHistory, LineRequest, ListOrders,
         MAX_QUANTITY, OrderStatus, PlaceOrder,
@@ -52,6 +51,7 @@ use crate::{
     api::{
         money::MoneyBody,
         order_hub::{OrderHub, RESYNC, Watch},
+        product_reads::ProductReads,
     },
     auth::{
         guard::{AuthError, Authenticated, Principal},
@@ -605,22 +605,32 @@ pub fn merge_lines(lines: &[NewOrderLineBody]) -> Result<Vec<(usize, LineRequest
 /// A 422 naming every line whose product the catalog does not have.
 async fn check_products(
     rpc: &RpcClient,
+    reads: &ProductReads,
     lines: &[(usize, LineRequest)],
     meta: &MessageMeta,
 ) -> Result<(), Error> {
     // Owned futures: borrowing ones trip the `Send` check of the handler.
     async fn lookup(
         rpc: RpcClient,
+        reads: ProductReads,
         meta: MessageMeta,
         line: usize,
         product_id: Uuid,
     ) -> (usize, Uuid, Result<(), CallError>) {
-        let found = rpc.call(&GetProduct { id: product_id }, &meta).await;
+        let found = reads.get(&rpc, product_id, &meta).await;
         (line, product_id, found.map(drop))
     }
     let lookups: Vec<_> = lines
         .iter()
-        .map(|(line, l)| lookup(rpc.clone(), meta.clone(), *line, l.product_id))
+        .map(|(line, l)| {
+            lookup(
+                rpc.clone(),
+                reads.clone(),
+                meta.clone(),
+                *line,
+                l.product_id,
+            )
+        })
         .collect();
     let mut lookups = futures::stream::iter(lookups).buffer_unordered(PRODUCT_CHECKS_IN_FLIGHT);
     let mut unknown = Vec::new();
@@ -831,6 +841,7 @@ impl OrdersApi {
         &self,
         #[oai(scope = "Scope::OrdersWrite")] auth: Authenticated,
         rpc: Data<&RpcClient>,
+        reads: Data<&ProductReads>,
         js: Data<&jetstream::Context>,
         request_id: Data<&RequestId>,
         /// Makes a retry safe: 1 to 255 visible ASCII characters, unique per
@@ -849,8 +860,10 @@ impl OrdersApi {
         let meta = MessageMeta::correlated(request_id.as_str());
         let lines = merge_lines(&body.lines)?;
         let who = GetUser { id: customer_id };
-        let (products, customer) =
-            tokio::join!(check_products(&rpc, &lines, &meta), rpc.call(&who, &meta),);
+        let (products, customer) = tokio::join!(
+            check_products(&rpc, &reads, &lines, &meta),
+            rpc.call(&who, &meta),
+        );
         products?;
         let customer = match customer {
             Ok(user) => user,

@@ -27,7 +27,10 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::{
-    api::money::{MoneyBody, NewMoneyBody},
+    api::{
+        money::{MoneyBody, NewMoneyBody},
+        product_reads::ProductReads,
+    },
     auth::{
         guard::{Authenticated, Public},
         scopes::Scope,
@@ -295,7 +298,9 @@ impl ProductsApi {
 
     /// Get a product
     ///
-    /// The product with this id, as the catalog has it now.
+    /// The product with this id, as the catalog has it now. Gateways cache
+    /// products and learn of changes within moments; `version` increases
+    /// with every change.
     #[oai(
         path = "/v1/products/:id",
         method = "get",
@@ -306,15 +311,13 @@ impl ProductsApi {
         &self,
         _auth: Public,
         rpc: Data<&RpcClient>,
+        reads: Data<&ProductReads>,
         request_id: Data<&RequestId>,
         /// Product id (a UUID).
         id: Path<Uuid>,
     ) -> Result<Json<ProductBody>, Error> {
-        let product = rpc
-            .call(
-                &wire::GetProduct { id: id.0 },
-                &MessageMeta::correlated(request_id.as_str()),
-            )
+        let product = reads
+            .get(&rpc, id.0, &MessageMeta::correlated(request_id.as_str()))
             .await?;
         Ok(Json(product.into()))
     }

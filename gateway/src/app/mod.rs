@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::Auth;
 
 use crate::{
-    api::{self, docs, order_hub::OrderHub, spec},
+    api::{self, docs, order_hub::OrderHub, product_reads::ProductReads, spec},
     error::Error,
     http::{
         deadline, hardening, health, idempotency, limits, metrics, problem, request_id,
@@ -63,16 +63,19 @@ pub fn app(settings: &GatewaySettings, rt: Runtime) -> BoxEndpoint<'static, Resp
     let auth =
         Auth::from_settings(&settings.auth, &settings.public_url()).expect("OAuth signing keys");
     let hub = OrderHub::new(rt.nats.clone(), settings.sse_keep_alive);
-    assemble(settings, rt, auth, hub)
+    let reads = ProductReads::new(settings, rt.nats.clone());
+    assemble(settings, rt, auth, hub, reads)
 }
 
-/// The routes and the middleware stack, with OAuth and the order events
-/// hub given (so that [`run`] can end the hub's streams at shutdown).
+/// The routes and the middleware stack, with OAuth, the order events hub
+/// and the product reads given (so that [`run`] can end the hub's streams
+/// and the cache's event follower at shutdown).
 fn assemble(
     settings: &GatewaySettings,
     rt: Runtime,
     auth: Auth,
     hub: OrderHub,
+    reads: ProductReads,
 ) -> BoxEndpoint<'static, Response> {
     jetshop_platform::metrics::install();
     describe_metrics();
@@ -104,6 +107,7 @@ fn assemble(
     let served = routes(auth.server.as_ref())
         .data(rpc)
         .data(hub)
+        .data(reads)
         .data(auth.validator.clone())
         .data(rt.jetstream())
         .data(rt.health)
@@ -204,13 +208,15 @@ pub async fn run(
     // Open event streams would hold the graceful shutdown for its whole
     // grace period: end them as soon as shutdown is asked.
     let hub = OrderHub::new(rt.nats.clone(), settings.sse_keep_alive);
-    let closer = hub.clone();
+    let reads = ProductReads::new(&settings, rt.nats.clone());
+    let (closer, reads_closer) = (hub.clone(), reads.clone());
     let asked = shutdown.clone();
     tokio::spawn(async move {
         asked.cancelled().await;
         closer.close();
+        reads_closer.close();
     });
-    let app = assemble(&settings, rt, auth, hub);
+    let app = assemble(&settings, rt, auth, hub, reads);
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), Some(GRACEFUL_SHUTDOWN))
         .await
@@ -245,6 +251,7 @@ fn describe_metrics() {
         "Responses replayed for a repeated Idempotency-Key."
     );
     describe_gauge!(order_hub::WATCHERS, "Open SSE streams watching an order.");
+    crate::api::product_reads::describe();
     describe_counter!(
         order_hub::EVENTS,
         "Orders events the gateway's hub received, by whether a watcher was woken (routed)."

@@ -1,29 +1,22 @@
-//! A read cache for `get`, so the hot read path skips the database.
+//! The catalog's read cache for `get`, so the hot read path skips the
+//! database: the platform's [`ReadCache`] of products.
 //!
 //! Kept fresh three ways, strongest first: the command handler drops a
 //! product's entry right after committing a change to it; every instance
 //! follows `catalog.events.>` and replaces an entry with a newer version
 //! (so replicas learn of each other's writes within milliseconds); and an
-//! entry expires after a TTL, which bounds staleness if an event is missed
-//! (core NATS subscriptions drop messages for a slow subscriber). Reads of
-//! the catalog were never transactional with its writes, since commands are
-//! asynchronous; decisions that need the exact stock (reservations) read the
-//! database, not this cache.
+//! entry expires after a TTL, which bounds staleness if an event is missed.
+//! Reads of the catalog were never transactional with its writes, since
+//! commands are asynchronous; decisions that need the exact stock
+//! (reservations) read the database, not this cache.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use jetshop_contracts::{
-    Encoding, Message,
-    catalog::{
-        Product, ProductChanged, ProductCreated, StockAdjusted, StockReleased, StockReserved,
-    },
-    headers, subjects,
+    catalog::{Product, product_touch},
+    subjects,
 };
+use jetshop_platform::read_cache::{CacheMetrics, Lookup, ReadCache, Ticket};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -43,163 +36,60 @@ pub fn describe() {
 
 /// Products by id, bounded in size and age. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct ProductCache {
-    entries: Arc<RwLock<HashMap<Uuid, Entry>>>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-#[derive(Debug)]
-struct Entry {
-    product: Product,
-    stored: Instant,
-}
+pub struct ProductCache(Arc<ReadCache<Uuid, Product>>);
 
 impl ProductCache {
     /// A cache of at most `capacity` products, each kept at most `ttl`.
     /// A capacity or TTL of zero disables it.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Self {
-            entries: Arc::default(),
-            capacity,
-            ttl,
-        }
-    }
-
-    fn enabled(&self) -> bool {
-        self.capacity > 0 && !self.ttl.is_zero()
-    }
-
-    /// The cached product, if fresh.
-    pub fn get(&self, id: Uuid) -> Option<Product> {
-        if !self.enabled() {
-            return None;
-        }
-        let found = {
-            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-            entries
-                .get(&id)
-                .filter(|e| e.stored.elapsed() < self.ttl)
-                .map(|e| e.product.clone())
+        let metrics = CacheMetrics {
+            hits: HITS,
+            misses: MISSES,
         };
-        match found {
-            Some(p) => {
-                metrics::counter!(HITS).increment(1);
-                Some(p)
-            }
-            None => {
-                metrics::counter!(MISSES).increment(1);
-                None
-            }
-        }
+        Self(Arc::new(ReadCache::new(capacity, ttl, metrics, |p| {
+            p.version
+        })))
     }
 
-    /// Keep `product` unless a newer version is already cached.
-    pub fn offer(&self, product: Product) {
-        if !self.enabled() {
-            return;
-        }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(current) = entries.get(&product.id)
-            && current.product.version > product.version
-        {
-            return;
-        }
-        if entries.len() >= self.capacity && !entries.contains_key(&product.id) {
-            // Make room: expired entries first, else any one.
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.stored.elapsed() < ttl);
-            if entries.len() >= self.capacity
-                && let Some(victim) = entries.keys().next().copied()
-            {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(
-            product.id,
-            Entry {
-                product,
-                stored: Instant::now(),
-            },
-        );
+    /// The cached product if fresh, else a ticket to fill it with.
+    pub fn get(&self, id: Uuid) -> Lookup<Product> {
+        self.0.get(id)
+    }
+
+    /// Keep what a load after a miss found (see [`ReadCache::fill`]).
+    pub fn fill(&self, product: Product, ticket: Ticket) {
+        self.0.fill(product.id, product, ticket);
     }
 
     /// Forget a product (it changed).
     pub fn invalidate(&self, id: Uuid) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.0.invalidate(id);
     }
 
     /// Apply the catalog's events to the cache until `shutdown`.
     pub async fn follow_events(self, client: async_nats::Client, shutdown: CancellationToken) {
-        if !self.enabled() {
-            return;
-        }
-        let mut events = match client.subscribe(subjects::catalog::EVENTS_ALL).await {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot follow catalog events; the cache relies on its TTL");
-                return;
-            }
-        };
-        loop {
-            let msg = tokio::select! {
-                m = events.next() => m,
-                _ = shutdown.cancelled() => break,
-            };
-            let Some(msg) = msg else { break };
-            self.apply(msg.headers.as_ref(), &msg.payload);
-        }
-    }
-
-    fn apply(&self, h: Option<&async_nats::HeaderMap>, payload: &[u8]) {
-        let ty = h
-            .and_then(|h| h.get(headers::TYPE))
-            .map(|v| v.as_str().to_owned());
-        let content_type = h
-            .and_then(|h| h.get(headers::CONTENT_TYPE))
-            .map(|v| v.as_str().to_owned());
-        let Ok(encoding) = Encoding::detect(content_type.as_deref(), payload) else {
-            return;
-        };
-        match ty.as_deref() {
-            Some(ProductCreated::TYPE) => {
-                if let Ok(e) = encoding.decode::<ProductCreated>(payload) {
-                    self.offer(e.product);
-                }
-            }
-            Some(ProductChanged::TYPE) => {
-                if let Ok(e) = encoding.decode::<ProductChanged>(payload) {
-                    self.offer(e.product);
-                }
-            }
-            Some(StockAdjusted::TYPE) => {
-                if let Ok(e) = encoding.decode::<StockAdjusted>(payload) {
-                    self.invalidate(e.product_id);
-                }
-            }
-            // Reservations move stock without carrying it: drop the entries.
-            Some(StockReserved::TYPE) => {
-                if let Ok(e) = encoding.decode::<StockReserved>(payload) {
-                    e.lines.iter().for_each(|l| self.invalidate(l.product_id));
-                }
-            }
-            Some(StockReleased::TYPE) => {
-                if let Ok(e) = encoding.decode::<StockReleased>(payload) {
-                    e.lines.iter().for_each(|l| self.invalidate(l.product_id));
-                }
-            }
-            _ => {}
-        }
+        self.0
+            .follow(
+                client,
+                subjects::catalog::EVENTS_ALL,
+                product_touch,
+                shutdown,
+            )
+            .await;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use jetshop_contracts::{
+        Encoding, Message,
+        catalog::{
+            Money, ProductChanged, ReservationLine, StockAdjusted, StockReleased, StockReserved,
+        },
+        headers,
+    };
+
     use super::*;
-    use jetshop_contracts::catalog::Money;
 
     fn product(id: Uuid, version: i64, stock: i64) -> Product {
         let now = chrono::Utc::now();
@@ -219,51 +109,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_older_version_never_replaces_a_newer_one() {
-        let cache = ProductCache::new(10, Duration::from_secs(60));
-        let id = Uuid::now_v7();
-        cache.offer(product(id, 3, 7));
-        cache.offer(product(id, 2, 9));
-        assert_eq!(cache.get(id).unwrap().stock, 7);
-        cache.offer(product(id, 4, 1));
-        assert_eq!(cache.get(id).unwrap().stock, 1);
+    fn event(cache: &ProductCache, ty: &str, payload: &[u8]) {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(headers::TYPE, ty);
+        h.insert(headers::CONTENT_TYPE, "application/msgpack");
+        cache.0.apply_message(product_touch, Some(&h), payload);
     }
 
-    #[test]
-    fn entries_expire_and_can_be_invalidated() {
-        let cache = ProductCache::new(10, Duration::from_millis(30));
-        let id = Uuid::now_v7();
-        cache.offer(product(id, 1, 1));
-        assert!(cache.get(id).is_some());
-        cache.invalidate(id);
-        assert!(cache.get(id).is_none());
-        cache.offer(product(id, 1, 1));
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(cache.get(id).is_none());
-    }
-
-    #[test]
-    fn capacity_is_bounded_and_zero_disables() {
-        let cache = ProductCache::new(2, Duration::from_secs(60));
-        for _ in 0..5 {
-            cache.offer(product(Uuid::now_v7(), 1, 1));
+    fn cached(cache: &ProductCache, id: Uuid) -> Option<Product> {
+        match cache.get(id) {
+            Lookup::Hit(p) => Some(p),
+            Lookup::Miss(_) => None,
         }
-        assert!(cache.entries.read().unwrap().len() <= 2);
-        let off = ProductCache::new(0, Duration::from_secs(60));
-        let id = Uuid::now_v7();
-        off.offer(product(id, 1, 1));
-        assert!(off.get(id).is_none());
     }
 
     #[test]
     fn stock_events_invalidate_and_product_events_update() {
         let cache = ProductCache::new(10, Duration::from_secs(60));
         let id = Uuid::now_v7();
-        cache.offer(product(id, 1, 5));
-        let mut h = async_nats::HeaderMap::new();
-        h.insert(headers::TYPE, StockAdjusted::TYPE);
-        h.insert(headers::CONTENT_TYPE, "application/msgpack");
+        cache.0.offer(id, product(id, 1, 5));
         let e = StockAdjusted {
             product_id: id,
             delta: -1,
@@ -271,19 +135,25 @@ mod tests {
             reason: None,
             version: 2,
         };
-        cache.apply(Some(&h), &Encoding::MsgPack.encode(&e).unwrap());
-        assert!(cache.get(id).is_none());
-        h.insert(headers::TYPE, ProductChanged::TYPE);
+        event(
+            &cache,
+            StockAdjusted::TYPE,
+            &Encoding::MsgPack.encode(&e).unwrap(),
+        );
+        assert!(cached(&cache, id).is_none());
         let e = ProductChanged {
             product: product(id, 3, 4),
         };
-        cache.apply(Some(&h), &Encoding::MsgPack.encode(&e).unwrap());
-        assert_eq!(cache.get(id).unwrap().version, 3);
+        event(
+            &cache,
+            ProductChanged::TYPE,
+            &Encoding::MsgPack.encode(&e).unwrap(),
+        );
+        assert_eq!(cached(&cache, id).unwrap().version, 3);
     }
 
     #[test]
     fn reservation_events_invalidate_every_line() {
-        use jetshop_contracts::catalog::ReservationLine;
         let cache = ProductCache::new(10, Duration::from_secs(60));
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let lines = vec![
@@ -296,14 +166,13 @@ mod tests {
                 quantity: 2,
             },
         ];
-        let mut h = async_nats::HeaderMap::new();
-        h.insert(headers::CONTENT_TYPE, "application/msgpack");
+        let order_id = Uuid::now_v7();
         for (ty, payload) in [
             (
                 StockReserved::TYPE,
                 Encoding::MsgPack
                     .encode(&StockReserved {
-                        order_id: Uuid::now_v7(),
+                        order_id,
                         lines: lines.clone(),
                     })
                     .unwrap(),
@@ -312,17 +181,19 @@ mod tests {
                 StockReleased::TYPE,
                 Encoding::MsgPack
                     .encode(&StockReleased {
-                        order_id: Uuid::now_v7(),
+                        order_id,
                         lines: lines.clone(),
                     })
                     .unwrap(),
             ),
         ] {
-            cache.offer(product(a, 1, 5));
-            cache.offer(product(b, 1, 5));
-            h.insert(headers::TYPE, ty);
-            cache.apply(Some(&h), &payload);
-            assert!(cache.get(a).is_none() && cache.get(b).is_none(), "{ty}");
+            cache.0.offer(a, product(a, 1, 5));
+            cache.0.offer(b, product(b, 1, 5));
+            event(&cache, ty, &payload);
+            assert!(
+                cached(&cache, a).is_none() && cached(&cache, b).is_none(),
+                "{ty}"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@ use jetshop_contracts::{
     catalog::{GetProduct, ListProducts, Product, ProductPage},
     subjects::catalog as subj,
 };
-use jetshop_platform::{envelope::MessageMeta, rpc::RpcService};
+use jetshop_platform::{envelope::MessageMeta, read_cache::Lookup, rpc::RpcService};
 use sea_orm::DatabaseConnection;
 
 use crate::{Error, cache::ProductCache, storage::products};
@@ -47,14 +47,15 @@ async fn get(
     req: GetProduct,
     _meta: MessageMeta,
 ) -> Result<Product, RpcError> {
-    if let Some(product) = cache.get(req.id) {
-        return Ok(product);
-    }
+    let ticket = match cache.get(req.id) {
+        Lookup::Hit(product) => return Ok(product),
+        Lookup::Miss(ticket) => ticket,
+    };
     let row = products::find(&db, req.id)
         .await?
         .ok_or(Error::NotFound(req.id))?;
     let product = products::to_wire(&row)?;
-    cache.offer(product.clone());
+    cache.fill(product.clone(), ticket);
     Ok(product)
 }
 
