@@ -108,7 +108,7 @@ impl Access {
 
 /// Every part that connects to NATS, with what it does there.
 pub fn parts() -> Vec<Access> {
-    use subjects::{catalog, notifications, orders, payments, users};
+    use subjects::{catalog, feedback, notifications, orders, payments, users};
     vec![
         Access {
             part: "catalog",
@@ -202,6 +202,26 @@ pub fn parts() -> Vec<Access> {
                 streams::USERS_EVENTS,
                 streams::NOTIFICATIONS_EVENTS,
                 streams::NOTIFICATIONS_COMMANDS,
+                streams::DLQ,
+            ],
+        },
+        Access {
+            part: "feedback",
+            publishes: Some(feedback::EVENTS_ALL),
+            sends: vec![],
+            serves: vec![
+                feedback::RPC_POLL_GROUP,
+                feedback::RPC_INVITATION_GROUP,
+                feedback::RPC_RESPONSE_GROUP,
+                feedback::RPC_RESULTS_GROUP,
+            ],
+            calls: vec![],
+            // The order telemetry snapshot and the invitations' triggers.
+            consumes: vec![streams::ORDERS_EVENTS],
+            follows: vec![],
+            provisions: vec![
+                streams::ORDERS_EVENTS,
+                streams::FEEDBACK_EVENTS,
                 streams::DLQ,
             ],
         },

@@ -2,7 +2,7 @@
 //!
 //! Every crate that sends or receives a message agrees on it through this
 //! crate: the message types ([`catalog`], [`users`], [`orders`], [`payments`],
-//! [`notifications`]), the subjects they travel on
+//! [`notifications`], [`feedback`]), the subjects they travel on
 //! ([`subjects`]), the streams that keep them ([`streams`]), the headers
 //! around them ([`headers`]), how they are encoded ([`codec`]) and the one
 //! error shape an RPC answers with ([`error`]). [`schema`] pins each
@@ -20,6 +20,7 @@ pub mod card_processor;
 pub mod catalog;
 pub mod codec;
 pub mod error;
+pub mod feedback;
 pub mod headers;
 pub mod message;
 pub mod notifications;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Message, catalog, error::RpcError, notifications, orders, payments, users};
+use crate::{Message, catalog, error::RpcError, feedback, notifications, orders, payments, users};
 
 /// One field of a message, as pinned in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +332,24 @@ pub fn registry() -> Vec<Shape> {
         Shape::of::<notifications::GetWebhook>(),
         Shape::of::<notifications::DeleteWebhook>(),
         Shape::of::<notifications::WebhookDeleted>(),
+        Shape::of::<feedback::PollView>(),
+        Shape::of::<feedback::CreatePoll>(),
+        Shape::of::<feedback::EditPoll>(),
+        Shape::of::<feedback::PublishPoll>(),
+        Shape::of::<feedback::ClosePoll>(),
+        Shape::of::<feedback::GetPoll>(),
+        Shape::of::<feedback::ListPolls>(),
+        Shape::of::<feedback::PollList>(),
+        Shape::of::<feedback::GetInvitation>(),
+        Shape::of::<feedback::InvitationView>(),
+        Shape::of::<feedback::SubmitByToken>(),
+        Shape::of::<feedback::SubmitByCustomer>(),
+        Shape::of::<feedback::ResponseReceipt>(),
+        Shape::of::<feedback::ResponseRecorded>(),
+        Shape::of::<feedback::GetResults>(),
+        Shape::of::<feedback::PollResults>(),
+        Shape::of::<feedback::ExportResponses>(),
+        Shape::of::<feedback::ResponsesCsv>(),
     ]
 }
 

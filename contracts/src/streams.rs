@@ -82,6 +82,8 @@ pub const PAYMENTS_COMMANDS: &str = "PAYMENTS_COMMANDS";
 pub const NOTIFICATIONS_EVENTS: &str = "NOTIFICATIONS_EVENTS";
 /// Name of the notifications' commands stream (webhook deliveries).
 pub const NOTIFICATIONS_COMMANDS: &str = "NOTIFICATIONS_COMMANDS";
+/// Name of the feedback's events stream (responses recorded).
+pub const FEEDBACK_EVENTS: &str = "FEEDBACK_EVENTS";
 /// Name of the dead-letter stream.
 pub const DLQ: &str = "DLQ";
 
@@ -212,6 +214,15 @@ pub fn notifications_commands() -> StreamSpec {
     )
 }
 
+/// Facts published by the feedback service.
+pub fn feedback_events() -> StreamSpec {
+    events(
+        FEEDBACK_EVENTS,
+        subjects::feedback::EVENTS_ALL,
+        "Facts published by the feedback service",
+    )
+}
+
 /// Dead letters: limits retention so operators can browse and replay them.
 pub fn dlq() -> StreamSpec {
     StreamSpec {
@@ -237,6 +248,7 @@ pub fn all() -> Vec<StreamSpec> {
         payments_commands(),
         notifications_events(),
         notifications_commands(),
+        feedback_events(),
         dlq(),
     ]
 }

@@ -189,6 +189,48 @@ pub mod notifications {
     pub const RPC_WEBHOOK_DELETE: &str = "notifications.rpc.webhook.delete";
 }
 
+/// The feedback context: polls, invitations and responses.
+pub mod feedback {
+    /// Everything the feedback service publishes as a fact.
+    pub const EVENTS_ALL: &str = "feedback.events.>";
+    /// A customer answered a poll.
+    pub const RESPONSE_RECORDED: &str = "feedback.events.response-recorded";
+
+    /// Micro group of poll administration endpoints.
+    pub const RPC_POLL_GROUP: &str = "feedback.rpc.poll";
+    /// Create a draft poll.
+    pub const RPC_POLL_CREATE: &str = "feedback.rpc.poll.create";
+    /// Replace a poll's questions and rule (a new version once published).
+    pub const RPC_POLL_EDIT: &str = "feedback.rpc.poll.edit";
+    /// Publish a draft poll.
+    pub const RPC_POLL_PUBLISH: &str = "feedback.rpc.poll.publish";
+    /// Close a poll.
+    pub const RPC_POLL_CLOSE: &str = "feedback.rpc.poll.close";
+    /// Fetch a poll.
+    pub const RPC_POLL_GET: &str = "feedback.rpc.poll.get";
+    /// List polls.
+    pub const RPC_POLL_LIST: &str = "feedback.rpc.poll.list";
+
+    /// Micro group of invitation endpoints.
+    pub const RPC_INVITATION_GROUP: &str = "feedback.rpc.invitation";
+    /// The poll an invitation link's token asks about.
+    pub const RPC_INVITATION_GET: &str = "feedback.rpc.invitation.get";
+
+    /// Micro group of answering endpoints.
+    pub const RPC_RESPONSE_GROUP: &str = "feedback.rpc.response";
+    /// Answer with an invitation link's token.
+    pub const RPC_RESPONSE_SUBMIT_TOKEN: &str = "feedback.rpc.response.submit-token";
+    /// Answer as a signed-in customer.
+    pub const RPC_RESPONSE_SUBMIT_CUSTOMER: &str = "feedback.rpc.response.submit-customer";
+
+    /// Micro group of results endpoints.
+    pub const RPC_RESULTS_GROUP: &str = "feedback.rpc.results";
+    /// A poll's results with its telemetry breakdowns.
+    pub const RPC_RESULTS_GET: &str = "feedback.rpc.results.get";
+    /// A poll's responses as CSV.
+    pub const RPC_RESULTS_EXPORT: &str = "feedback.rpc.results.export";
+}
+
 /// The dead-letter stream's subjects.
 pub mod dlq {
     /// Everything dead-lettered, by any consumer.
@@ -260,6 +302,18 @@ pub fn all_concrete() -> Vec<&'static str> {
         notifications::RPC_WEBHOOK_SET,
         notifications::RPC_WEBHOOK_GET,
         notifications::RPC_WEBHOOK_DELETE,
+        feedback::RESPONSE_RECORDED,
+        feedback::RPC_POLL_CREATE,
+        feedback::RPC_POLL_EDIT,
+        feedback::RPC_POLL_PUBLISH,
+        feedback::RPC_POLL_CLOSE,
+        feedback::RPC_POLL_GET,
+        feedback::RPC_POLL_LIST,
+        feedback::RPC_INVITATION_GET,
+        feedback::RPC_RESPONSE_SUBMIT_TOKEN,
+        feedback::RPC_RESPONSE_SUBMIT_CUSTOMER,
+        feedback::RPC_RESULTS_GET,
+        feedback::RPC_RESULTS_EXPORT,
     ]
 }
 
@@ -297,6 +351,23 @@ pub fn rpc_groups() -> Vec<(&'static str, &'static str)> {
             notifications::RPC_WEBHOOK_DELETE,
             notifications::RPC_WEBHOOK_GROUP,
         ),
+        (feedback::RPC_POLL_CREATE, feedback::RPC_POLL_GROUP),
+        (feedback::RPC_POLL_EDIT, feedback::RPC_POLL_GROUP),
+        (feedback::RPC_POLL_PUBLISH, feedback::RPC_POLL_GROUP),
+        (feedback::RPC_POLL_CLOSE, feedback::RPC_POLL_GROUP),
+        (feedback::RPC_POLL_GET, feedback::RPC_POLL_GROUP),
+        (feedback::RPC_POLL_LIST, feedback::RPC_POLL_GROUP),
+        (feedback::RPC_INVITATION_GET, feedback::RPC_INVITATION_GROUP),
+        (
+            feedback::RPC_RESPONSE_SUBMIT_TOKEN,
+            feedback::RPC_RESPONSE_GROUP,
+        ),
+        (
+            feedback::RPC_RESPONSE_SUBMIT_CUSTOMER,
+            feedback::RPC_RESPONSE_GROUP,
+        ),
+        (feedback::RPC_RESULTS_GET, feedback::RPC_RESULTS_GROUP),
+        (feedback::RPC_RESULTS_EXPORT, feedback::RPC_RESULTS_GROUP),
     ]
 }
 
@@ -413,6 +484,7 @@ mod tests {
             payments::COMMANDS_ALL,
             notifications::EVENTS_ALL,
             notifications::COMMANDS_ALL,
+            feedback::EVENTS_ALL,
             dlq::ALL,
         ] {
             assert!(is_valid(s), "{s} is not a valid filter");
