@@ -18,11 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jetshop_loadtests::shop::{Retries, Shop};
 use jetshop_contracts::{
     card_processor,
     subjects::{self, keyed},
 };
+use jetshop_loadtests::shop::{Retries, Shop};
 use jetshop_testkit::{OtlpReceiver, ReceivedSpan, eventually, free_port};
 use nix::{
     sys::signal::{Signal, kill},
@@ -160,7 +160,9 @@ async fn an_order_is_one_trace_through_every_part() {
                     return false;
                 };
                 spans.iter().any(|s| {
-                    s.trace_id == root.trace_id && s.service == "notifications" && s.kind == "consumer"
+                    s.trace_id == root.trace_id
+                        && s.service == "notifications"
+                        && s.kind == "consumer"
                 })
             },
         )
@@ -174,8 +176,16 @@ async fn an_order_is_one_trace_through_every_part() {
     let root = placement(&spans)
         .unwrap_or_else(|| panic!("no SERVER span POST /v1/orders from the gateway"))
         .clone();
-    let trace: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.trace_id == root.trace_id).collect();
-    eprintln!("order {order}: trace {}, {} spans\n{}", root.trace_id, trace.len(), tree(&trace, &root));
+    let trace: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id == root.trace_id)
+        .collect();
+    eprintln!(
+        "order {order}: trace {}, {} spans\n{}",
+        root.trace_id,
+        trace.len(),
+        tree(&trace, &root)
+    );
     check(&trace, &root);
 }
 
@@ -203,7 +213,8 @@ fn same_message_subject(consumed: &str, published: &str) -> bool {
 }
 
 fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
-    let by_id: HashMap<&str, &ReceivedSpan> = trace.iter().map(|s| (s.span_id.as_str(), *s)).collect();
+    let by_id: HashMap<&str, &ReceivedSpan> =
+        trace.iter().map(|s| (s.span_id.as_str(), *s)).collect();
     let listing = || tree(trace, root);
 
     // One root: the placement.
@@ -212,12 +223,20 @@ fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
         .filter(|s| s.parent_span_id.is_empty())
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(roots, ["POST /v1/orders"], "roots of the trace\n{}", listing());
+    assert_eq!(
+        roots,
+        ["POST /v1/orders"],
+        "roots of the trace\n{}",
+        listing()
+    );
     assert_eq!(root.service, "gateway");
 
     // No orphans: every parent (or linked span) is in the trace.
     for span in trace.iter().filter(|s| !s.parent_span_id.is_empty()) {
-        let linked = span.links.iter().any(|(_, id)| by_id.contains_key(id.as_str()));
+        let linked = span
+            .links
+            .iter()
+            .any(|(_, id)| by_id.contains_key(id.as_str()));
         assert!(
             by_id.contains_key(span.parent_span_id.as_str()) || linked,
             "{} ({}) has a parent outside the trace\n{}",
@@ -230,7 +249,11 @@ fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
     // Every part the order passes through did its share under its own name.
     let services: BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
     for part in PARTS {
-        assert!(services.contains(part), "no span from {part}\n{}", listing());
+        assert!(
+            services.contains(part),
+            "no span from {part}\n{}",
+            listing()
+        );
     }
     assert!(
         !services.contains("jetshop") && !services.contains(""),
@@ -242,12 +265,13 @@ fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
     let parent = |s: &ReceivedSpan| by_id.get(s.parent_span_id.as_str()).copied();
     for span in trace {
         let what = format!("{} {} ({})", span.kind, span.name, span.service);
-        if let Some(subject) = subject(span, "consume") {
+        if let Some(consumed) = subject(span, "consume") {
             assert_eq!(span.kind, "consumer", "{what}");
             let publish = parent(span).unwrap_or_else(|| panic!("{what}: no parent"));
             assert!(
                 publish.kind == "producer"
-                    && subject(publish, "publish").is_some_and(|p| same_message_subject(subject, p)),
+                    && subject(publish, "publish")
+                        .is_some_and(|p| same_message_subject(consumed, p)),
                 "{what}: not the child of its publish\n{}",
                 listing()
             );
@@ -258,13 +282,17 @@ fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
             );
         } else if span.name.starts_with("publish ") {
             assert_eq!(span.kind, "producer", "{what}");
-        } else if let Some(subject) = subject(span, "rpc") {
+        } else if let Some(asked) = subject(span, "rpc") {
             assert_eq!(span.kind, "server", "{what}");
-            assert_eq!(Some(span.service.as_str()), subject.split('.').next(), "{what}");
+            assert_eq!(
+                Some(span.service.as_str()),
+                asked.split('.').next(),
+                "{what}"
+            );
             let call = parent(span).unwrap_or_else(|| panic!("{what}: no parent"));
             assert_eq!(
                 (call.kind, subject(call, "call")),
-                ("client", Some(subject)),
+                ("client", Some(asked)),
                 "{what}: not the child of its call\n{}",
                 listing()
             );
@@ -285,14 +313,49 @@ fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
 
     // The saga's hops, each where it belongs.
     for (service, kind, verb, subject) in [
-        ("gateway", "producer", "publish", subjects::orders::PLACE_ORDER),
-        ("orders", "consumer", "consume", subjects::orders::PLACE_ORDER),
-        ("orders", "producer", "publish", subjects::catalog::RESERVE_STOCK),
-        ("catalog", "consumer", "consume", subjects::catalog::RESERVE_STOCK),
-        ("payments", "consumer", "consume", subjects::payments::AUTHORIZE),
-        ("payments", "client", "POST", card_processor::paths::AUTHORIZATIONS),
+        (
+            "gateway",
+            "producer",
+            "publish",
+            subjects::orders::PLACE_ORDER,
+        ),
+        (
+            "orders",
+            "consumer",
+            "consume",
+            subjects::orders::PLACE_ORDER,
+        ),
+        (
+            "orders",
+            "producer",
+            "publish",
+            subjects::catalog::RESERVE_STOCK,
+        ),
+        (
+            "catalog",
+            "consumer",
+            "consume",
+            subjects::catalog::RESERVE_STOCK,
+        ),
+        (
+            "payments",
+            "consumer",
+            "consume",
+            subjects::payments::AUTHORIZE,
+        ),
+        (
+            "payments",
+            "client",
+            "POST",
+            card_processor::paths::AUTHORIZATIONS,
+        ),
         ("orders", "producer", "publish", subjects::orders::CONFIRMED),
-        ("notifications", "consumer", "consume", subjects::orders::CONFIRMED),
+        (
+            "notifications",
+            "consumer",
+            "consume",
+            subjects::orders::CONFIRMED,
+        ),
     ] {
         let name = format!("{verb} {subject}");
         assert!(
@@ -309,7 +372,10 @@ fn check(trace: &[&ReceivedSpan], root: &ReceivedSpan) {
 fn tree(trace: &[&ReceivedSpan], root: &ReceivedSpan) -> String {
     let mut children: HashMap<&str, Vec<&ReceivedSpan>> = HashMap::new();
     for span in trace {
-        children.entry(span.parent_span_id.as_str()).or_default().push(span);
+        children
+            .entry(span.parent_span_id.as_str())
+            .or_default()
+            .push(span);
     }
     let mut out = String::new();
     let mut stack = vec![(root, 0usize)];
@@ -332,7 +398,10 @@ fn tree(trace: &[&ReceivedSpan], root: &ReceivedSpan) -> String {
         }
     }
     if seen < trace.len() {
-        out.push_str(&format!("({} spans not under the root)\n", trace.len() - seen));
+        out.push_str(&format!(
+            "({} spans not under the root)\n",
+            trace.len() - seen
+        ));
     }
     out
 }

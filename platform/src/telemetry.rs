@@ -319,8 +319,9 @@ pub fn set_parent(span: &tracing::Span, part: &str, headers: Option<&HeaderMap>)
 pub fn set_parent_from(span: &tracing::Span, part: &str, extractor: &dyn Extractor) {
     // Extracted into an empty context, not the current one: without a
     // trace context in the headers this span starts a trace of its own.
-    let cx = global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), extractor))
-        .with_value(parts::Part::new(part));
+    let cx =
+        global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), extractor))
+            .with_value(parts::Part::new(part));
     // Fails only when the span is disabled; then there is nothing to link.
     let _ = span.set_parent(cx);
     record_trace_id(span);

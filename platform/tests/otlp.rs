@@ -41,7 +41,11 @@ async fn spans_leave_over_otlp_under_the_name_of_their_part() {
     };
     let (consume, call, seed) = (find("consume"), find("call"), find("seed"));
     assert_eq!(
-        (consume.service.as_str(), consume.kind, consume.parent_span_id.as_str()),
+        (
+            consume.service.as_str(),
+            consume.kind,
+            consume.parent_span_id.as_str()
+        ),
         ("orders", "consumer", "")
     );
     assert_eq!((call.service.as_str(), call.kind), ("orders", "client"));

@@ -161,11 +161,7 @@ fn traces(body: Vec<u8>, Data(spans): Data<&Spans>, Data(n): Data<&Arc<Mutex<u64
             .find(|kv| kv.key == "service.name")
             .map(|kv| text(kv.value.as_ref()))
             .unwrap_or_default();
-        for span in resource_spans
-            .scope_spans
-            .into_iter()
-            .flat_map(|s| s.spans)
-        {
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
             received.push(ReceivedSpan {
                 service: service.clone(),
                 trace_id: hex(&span.trace_id),
