@@ -117,6 +117,12 @@ prometheus-check: nats-server prometheus release ## Prometheus scrapes `jetshop 
 log-join: nats-server release ## `jetshop up --log-format json`, one order; its log lines found under one trace id in every part
 	$(NATS_SERVER) python3 e2e/log_join.py $(JETSHOP_RELEASE)
 
+# One order's trace as OTLP receives it (cli/tests/trace.rs, also part of
+# the plain nextest run in `make test`), its span tree printed.
+.PHONY: trace
+trace: nats-server nextest ## `jetshop up` exporting OTLP to a decoding receiver, one order: one trace through every part, its span tree printed
+	$(NATS_SERVER) $(CARGO) nextest run --workspace --no-capture -E 'binary_id(jetshop-cli::trace)'
+
 .PHONY: build
 build: ## debug build of the whole workspace
 	$(CARGO) build --workspace

@@ -50,9 +50,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let (service_name, parts) = trace_names(&cli.command);
     let _telemetry = match cli
         .telemetry()
-        .map(|t| jetshop_platform::telemetry::init(t, "jetshop"))
+        .map(|t| jetshop_platform::telemetry::init(t, service_name, parts))
     {
         Some(Err(err)) => return fail(&err.into()),
         Some(Ok(guard)) => Some(guard),
@@ -109,6 +110,33 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             run::card_processor(*args, signals::shutdown_token()?).await
         }
     }
+}
+
+/// What this process is called in traces, and the parts whose spans are
+/// sent under their own names: under `up` each part names itself, so a
+/// trace shows which one did what; `run <part>` is that part.
+fn trace_names(command: &Command) -> (&'static str, &'static [&'static str]) {
+    const UP_PARTS: &[&str] = &[
+        jetshop_gateway::SERVICE_NAME,
+        jetshop_users::SERVICE_NAME,
+        jetshop_catalog::SERVICE_NAME,
+        jetshop_orders::SERVICE_NAME,
+        jetshop_payments::SERVICE_NAME,
+        jetshop_notifications::SERVICE_NAME,
+        jetshop_card_processor::SERVICE_NAME,
+    ];
+    let part = match command {
+        Command::Up(_) => return ("jetshop", UP_PARTS),
+        Command::Run(RunService::Gateway(_)) => jetshop_gateway::SERVICE_NAME,
+        Command::Run(RunService::Users(_)) => jetshop_users::SERVICE_NAME,
+        Command::Run(RunService::Catalog(_)) => jetshop_catalog::SERVICE_NAME,
+        Command::Run(RunService::Orders(_)) => jetshop_orders::SERVICE_NAME,
+        Command::Run(RunService::Payments(_)) => jetshop_payments::SERVICE_NAME,
+        Command::Run(RunService::Notifications(_)) => jetshop_notifications::SERVICE_NAME,
+        Command::Run(RunService::CardProcessor(_)) => jetshop_card_processor::SERVICE_NAME,
+        _ => "jetshop",
+    };
+    (part, &[])
 }
 
 /// One line on stderr, whatever the error chain looks like.

@@ -16,6 +16,9 @@
 //! - [`app`]: the one place that builds the route table and the middleware
 //!   stack, and serves it ([`run`]).
 
+/// The gateway's name in traces and metrics.
+pub const SERVICE_NAME: &str = "gateway";
+
 pub mod error;
 
 pub mod auth;

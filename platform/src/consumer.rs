@@ -166,7 +166,8 @@ impl Delivery {
 pub struct ConsumerSpec {
     /// The stream to consume.
     pub stream: String,
-    /// Durable name, `<consumer-context>-<purpose>`.
+    /// Durable name, `<consumer-context>-<purpose>`: traces show the
+    /// deliveries as the work of `<consumer-context>`.
     pub durable: String,
     /// What it is for (`nats consumer info` shows it).
     pub description: String,
@@ -456,6 +457,11 @@ where
     Ok(())
 }
 
+/// The part a durable consumer belongs to: the context its name begins with.
+fn consuming_part(durable: &str) -> &str {
+    durable.split('-').next().unwrap_or(durable)
+}
+
 struct Runner {
     js: jetstream::Context,
     spec: ConsumerSpec,
@@ -488,7 +494,9 @@ impl Runner {
         let meta = MessageMeta::from_headers(msg.headers.as_ref());
         let span = tracing::info_span!(
             "consume",
-            otel.name = %format!("consume {}", msg.subject),
+            // By the subject's base: a keyed subject's order id (and the
+            // partition the stream adds) would make every name unique.
+            otel.name = %format!("consume {}", subjects::keyed::base(&msg.subject)),
             otel.kind = "consumer",
             consumer = %durable,
             subject = %msg.subject,
@@ -497,7 +505,7 @@ impl Runner {
             correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
             trace_id = tracing::field::Empty,
         );
-        telemetry::set_parent(&span, msg.headers.as_ref());
+        telemetry::set_parent(&span, consuming_part(&durable), msg.headers.as_ref());
         let delivery = Delivery {
             subject: msg.subject.to_string(),
             payload: msg.payload.clone(),

@@ -4,10 +4,14 @@
 //! id, correlation id and the message that caused it. [`headers_for`] builds
 //! the standard header set for an outgoing message, injecting the current
 //! span's W3C trace context so the receiver's span becomes its child.
+//! [`publish`] runs in a PRODUCER span of its own ([`producer_span`]), the
+//! parent of the consumer's span on the other side.
 
 use async_nats::{HeaderMap, jetstream};
 use jetshop_contracts::{Encoding, Message, headers};
 use uuid::Uuid;
+
+use tracing::Instrument;
 
 use crate::{Error, telemetry};
 
@@ -92,20 +96,43 @@ pub async fn publish<M: Message>(
     meta: &MessageMeta,
 ) -> Result<u64, Error> {
     let payload = Encoding::MsgPack.encode(message)?;
-    let headers = headers_for::<M>(message_id, Encoding::MsgPack, meta);
-    let ack = js
-        .publish_with_headers(subject.to_owned(), headers, payload.into())
-        .await
-        .map_err(|e| Error::Publish {
-            subject: subject.into(),
-            source: e.into(),
-        })?
-        .await
-        .map_err(|e| Error::Publish {
-            subject: subject.into(),
-            source: e.into(),
-        })?;
-    Ok(ack.sequence)
+    let span = producer_span(subject);
+    async {
+        // Inside the span: its context goes into the headers.
+        let headers = headers_for::<M>(message_id, Encoding::MsgPack, meta);
+        let ack = js
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
+            .await
+            .map_err(|e| Error::Publish {
+                subject: subject.into(),
+                source: e.into(),
+            })?
+            .await
+            .map_err(|e| Error::Publish {
+                subject: subject.into(),
+                source: e.into(),
+            })?;
+        Ok(ack.sequence)
+    }
+    .instrument(span.clone())
+    .await
+    .inspect_err(|_| {
+        span.record("otel.status_code", "ERROR");
+    })
+}
+
+/// The PRODUCER span of one publish to `subject`, from the send to the
+/// stream's acknowledgement: a child of the current span (see
+/// [`crate::outbox`] for rows published later).
+pub fn producer_span(subject: &str) -> tracing::Span {
+    tracing::info_span!(
+        "publish",
+        // By the subject's base, as the consumer's span (see there).
+        otel.name = %format!("publish {}", jetshop_contracts::subjects::keyed::base(subject)),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        subject,
+    )
 }
 
 /// Send a command to its subject (see [`publish`]).

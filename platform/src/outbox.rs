@@ -9,6 +9,11 @@
 //! wait: JetStream's dedupe window makes a republish after a lost PubAck
 //! harmless.
 //!
+//! A row keeps the trace context of the span it was written in (in its
+//! headers); the relay publishes it in a PRODUCER span that continues that
+//! trace, as the work of the relay's service, and hands the consumer the
+//! publish span's context instead: a trace shows the hop and its wait.
+//!
 //! # One publisher per outbox, any number of replicas
 //!
 //! Every replica of a service runs a relay over the same table, but only
@@ -75,10 +80,12 @@ use sea_orm::{
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
+use tracing::Instrument;
+
 use crate::{
-    Error,
+    Error, envelope,
     envelope::{MessageMeta, headers_for, new_message_id},
-    metrics as m,
+    metrics as m, telemetry,
 };
 
 /// The `outbox` table.
@@ -548,14 +555,21 @@ impl Relay {
         let mut pending = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in &rows {
-            let headers = decode_headers(&row.headers);
+            let mut headers = decode_headers(&row.headers);
+            // The publish continues the trace the row was written in, as
+            // this service's work; the consumer's span becomes its child.
+            let span = envelope::producer_span(&row.subject);
+            telemetry::set_parent(&span, &self.service, Some(&headers));
+            telemetry::inject(&span, &mut headers);
             match self
                 .js
                 .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+                .instrument(span.clone())
                 .await
             {
-                Ok(ack) => pending.push((row, ack)),
+                Ok(ack) => pending.push((row, ack, span)),
                 Err(e) => {
+                    span.record("otel.status_code", "ERROR");
                     failure = Some((row.seq, e.to_string()));
                     break;
                 }
@@ -563,13 +577,16 @@ impl Relay {
         }
         let mut published = Vec::with_capacity(pending.len());
         let mut duplicates = 0u64;
-        for (row, ack) in pending {
+        // Each span ends with its acknowledgement (dropped with `pending`
+        // after a failure).
+        for (row, ack, span) in pending {
             match ack.await {
                 Ok(ack) => {
                     duplicates += u64::from(ack.duplicate);
                     published.push(row.seq);
                 }
                 Err(e) => {
+                    span.record("otel.status_code", "ERROR");
                     failure = Some((row.seq, e.to_string()));
                     break;
                 }

@@ -147,7 +147,8 @@ where
         correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
         trace_id = tracing::field::Empty,
     );
-    telemetry::set_parent(&span, msg_headers);
+    // The service whose subject this is answers it.
+    telemetry::set_parent(&span, service_of(subject), msg_headers);
     let content_type = msg_headers
         .and_then(|h| h.get(headers::CONTENT_TYPE))
         .map(|v| v.as_str().to_owned());

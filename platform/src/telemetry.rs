@@ -5,10 +5,19 @@
 //! into NATS headers on every publish and request; [`set_parent`] makes the
 //! receiving side's span its child. Spans are exported over OTLP when an
 //! endpoint is configured, and kept in-process only otherwise.
+//!
+//! Under `jetshop up` every part shares this process and its one tracer, yet
+//! a trace must still say which part did what. The spans that start a unit
+//! of work (an HTTP request, a delivery, an RPC, an outbox publish) name
+//! their part when they take their parent ([`set_parent`]); the name rides
+//! in the OpenTelemetry context to every span below them, [`PartProcessor`]
+//! records it on each span as `service.name`, and the exporter sends each
+//! part's spans under a resource of that name ([`parts`]), so Jaeger shows
+//! `gateway`, `orders`, `payments`, ... rather than one `jetshop`.
 
 use async_nats::HeaderMap;
 use opentelemetry::{
-    global,
+    Context, global,
     propagation::{Extractor, Injector},
     trace::{TraceContextExt, TracerProvider as _},
 };
@@ -18,6 +27,10 @@ use opentelemetry_sdk::{
     trace::{SdkTracerProvider, SpanExporter, TracerProviderBuilder},
 };
 use std::sync::{Arc, OnceLock};
+
+pub mod parts;
+
+pub use parts::{PartExporter, PartProcessor, SERVICE_NAME_ATTRIBUTE};
 
 use tracing::{Dispatch, dispatcher::WeakDispatch};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -54,32 +67,58 @@ impl Drop for TelemetryGuard {
 }
 
 fn provider_builder(service_name: &str) -> TracerProviderBuilder {
-    SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build(),
-    )
+    SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .with_span_processor(PartProcessor)
 }
 
 /// Install logging and tracing for this process: logs per the settings,
-/// spans exported over OTLP when an endpoint is set.
-pub fn init(settings: &TelemetrySettings, service_name: &str) -> Result<TelemetryGuard, Error> {
+/// spans exported over OTLP when an endpoint is set, under `service_name`,
+/// or under the name of their part when it is one of `parts` (the parts
+/// `jetshop up` runs side by side). The batch exporter takes the standard
+/// `OTEL_BSP_*` variables (`OTEL_BSP_SCHEDULE_DELAY`, in milliseconds, is
+/// how long a finished span may wait; 5 s by default).
+pub fn init(
+    settings: &TelemetrySettings,
+    service_name: &str,
+    parts: &[&str],
+) -> Result<TelemetryGuard, Error> {
     let mut builder = provider_builder(service_name);
     if let Some(endpoint) = &settings.otlp_endpoint {
-        use opentelemetry_otlp::{SpanExporter as Otlp, WithExportConfig};
-        let exporter = if settings.otlp_protocol == "grpc" {
-            Otlp::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .build()
-        } else {
-            let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-            Otlp::builder().with_http().with_endpoint(url).build()
-        }
-        .map_err(|e| Error::Telemetry(format!("OTLP exporter for {endpoint}: {e}")))?;
+        let exporter = PartExporter::new(
+            otlp_exporter(settings, endpoint)?,
+            parts
+                .iter()
+                .filter(|p| **p != service_name)
+                .map(|p| Ok(((*p).to_owned(), otlp_exporter(settings, endpoint)?)))
+                .collect::<Result<Vec<_>, Error>>()?,
+        );
         builder = builder.with_batch_exporter(exporter);
     }
     install(settings, builder.build())
+}
+
+/// One OTLP exporter to `endpoint` (each part gets its own: an exporter
+/// sends every span under one resource).
+fn otlp_exporter(
+    settings: &TelemetrySettings,
+    endpoint: &str,
+) -> Result<opentelemetry_otlp::SpanExporter, Error> {
+    use opentelemetry_otlp::{SpanExporter as Otlp, WithExportConfig};
+    if settings.otlp_protocol == "grpc" {
+        Otlp::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.to_owned())
+            .build()
+    } else {
+        let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        Otlp::builder().with_http().with_endpoint(url).build()
+    }
+    .map_err(|e| Error::Telemetry(format!("OTLP exporter for {endpoint}: {e}")))
 }
 
 /// Like [`init`], with spans handed synchronously to `exporter` (tests
@@ -251,31 +290,54 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Write the current span's trace context into outgoing NATS headers.
 pub fn inject_current(headers: &mut HeaderMap) {
-    let cx = tracing::Span::current().context();
+    inject(&tracing::Span::current(), headers);
+}
+
+/// Write `span`'s trace context into outgoing NATS headers, replacing any
+/// there (the outbox relay's publish span takes over from the context the
+/// row was written under).
+pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
+    let cx = span.context();
     if cx.span().span_context().is_valid() {
         global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
     }
 }
 
-/// Make `span` a child of the trace context found in incoming NATS headers,
-/// and record its trace id in the span's `trace_id` field (if declared) so
+/// Start `span` as the work of `part` (a service, or `gateway`): a child
+/// of the trace context found in incoming NATS headers, else a new trace.
+/// Records its trace id in the span's `trace_id` field (if declared) so
 /// JSON logs carry it.
-pub fn set_parent(span: &tracing::Span, headers: Option<&HeaderMap>) {
+pub fn set_parent(span: &tracing::Span, part: &str, headers: Option<&HeaderMap>) {
     match headers {
-        Some(headers) => set_parent_from(span, &HeaderExtractor(headers)),
-        None => record_trace_id(span),
+        Some(headers) => set_parent_from(span, part, &HeaderExtractor(headers)),
+        None => set_parent_from(span, part, &NoHeaders),
     }
 }
 
-/// Make `span` a child of the trace context an extractor finds (HTTP
-/// headers, ...), and record its trace id like [`set_parent`].
-pub fn set_parent_from(span: &tracing::Span, extractor: &dyn Extractor) {
-    let cx = global::get_text_map_propagator(|p| p.extract(extractor));
-    if cx.span().span_context().is_valid() {
-        // Fails only when the span is disabled; then there is nothing to link.
-        let _ = span.set_parent(cx);
-    }
+/// Like [`set_parent`], with the trace context an extractor finds (HTTP
+/// headers, ...).
+pub fn set_parent_from(span: &tracing::Span, part: &str, extractor: &dyn Extractor) {
+    // Extracted into an empty context, not the current one: without a
+    // trace context in the headers this span starts a trace of its own.
+    let cx =
+        global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), extractor))
+            .with_value(parts::Part::new(part));
+    // Fails only when the span is disabled; then there is nothing to link.
+    let _ = span.set_parent(cx);
     record_trace_id(span);
+}
+
+/// No headers at all.
+struct NoHeaders;
+
+impl Extractor for NoHeaders {
+    fn get(&self, _key: &str) -> Option<&str> {
+        None
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 /// Fill a declared `trace_id` field with the span's trace id.

@@ -47,6 +47,14 @@ fn ids(span: &SpanData) -> (TraceId, SpanId) {
     (span.span_context.trace_id(), span.span_context.span_id())
 }
 
+/// The part a span was recorded as the work of.
+fn service_name(span: &SpanData) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == telemetry::SERVICE_NAME_ATTRIBUTE)
+        .map(|kv| kv.value.to_string())
+}
+
 /// The finished span called `name` (the tracing name, or `otel.name`).
 async fn finished(collector: &SpanCollector, name: &str) -> SpanData {
     collector.wait_for(name, |s| s.name == name).await
@@ -102,10 +110,16 @@ async fn consume_span_is_a_child_of_the_publishing_span() {
     .await
     .unwrap();
     let (trace, publisher) = ids(&finished(&collector, "test publish").await);
+    let publish = in_trace(&collector, "publish ", trace).await;
+    assert_eq!(publish.name, format!("publish {}", Thing::SUBJECT));
+    assert_eq!(publish.parent_span_id, publisher);
+    assert_eq!(publish.span_kind, SpanKind::Producer);
     let consume = in_trace(&collector, "consume ", trace).await;
     assert_eq!(consume.name, format!("consume {}", Thing::SUBJECT));
-    assert_eq!(consume.parent_span_id, publisher);
+    assert_eq!(consume.parent_span_id, publish.span_context.span_id());
     assert_eq!(consume.span_kind, SpanKind::Consumer);
+    // The delivery is the work of the consumer's context (`test-trace`).
+    assert_eq!(service_name(&consume).as_deref(), Some("test"));
 
     // Enqueued in the outbox inside a span, published later by the relay
     // outside of it: the trace context travels through the outbox row.
@@ -128,8 +142,14 @@ async fn consume_span_is_a_child_of_the_publishing_span() {
     let (trace, enqueuer) = ids(&finished(&collector, "test enqueue").await);
     let relay = Relay::new(db.clone(), nats.js.clone(), "test");
     assert_eq!(relay.publish_batch().await.unwrap(), 1);
+    // The relay's publish continues the enqueuer's trace as the relay
+    // service's work, and the consumer's span is its child.
+    let publish = in_trace(&collector, "publish ", trace).await;
+    assert_eq!(publish.parent_span_id, enqueuer);
+    assert_eq!(publish.span_kind, SpanKind::Producer);
+    assert_eq!(service_name(&publish).as_deref(), Some("test"));
     let consume = in_trace(&collector, "consume ", trace).await;
-    assert_eq!(consume.parent_span_id, enqueuer);
+    assert_eq!(consume.parent_span_id, publish.span_context.span_id());
 
     shutdown.cancel();
     consumer.await.unwrap().unwrap();
@@ -173,6 +193,8 @@ async fn rpc_server_span_is_a_child_of_the_client_span() {
     assert_eq!(server.name, "rpc test.rpc.echo.say");
     assert_eq!(server.parent_span_id, client.span_context.span_id());
     assert_eq!(server.span_kind, SpanKind::Server);
+    // Answered by the service whose subject it is.
+    assert_eq!(service_name(&server).as_deref(), Some("test"));
     service.stop().await;
 }
 
@@ -257,7 +279,11 @@ async fn consume_and_rpc_spans_do_not_leak_into_other_tasks() {
     let spans = collector.spans();
     let owners: std::collections::HashSet<SpanId> = spans
         .iter()
-        .filter(|s| s.name.starts_with("consume ") || s.name.starts_with("rpc "))
+        .filter(|s| {
+            ["consume ", "rpc ", "publish "]
+                .iter()
+                .any(|p| s.name.starts_with(p))
+        })
         .map(|s| s.span_context.span_id())
         .collect();
     let bystanders: Vec<&SpanData> = spans.iter().filter(|s| s.name == "bystander").collect();
@@ -269,7 +295,7 @@ async fn consume_and_rpc_spans_do_not_leak_into_other_tasks() {
     assert_eq!(
         leaked,
         0,
-        "{leaked} of {} bystander spans were made inside a consume or rpc span",
+        "{leaked} of {} bystander spans were made inside a consume, rpc or publish span",
         bystanders.len()
     );
     shutdown.cancel();

@@ -23,6 +23,8 @@
 //!   restarted with the same command.
 //! - [`SpanCollector`]: an OpenTelemetry exporter that keeps finished spans
 //!   so tests can assert trace and parent ids.
+//! - [`OtlpReceiver`]: an OTLP/HTTP trace receiver on a free port that
+//!   decodes what it is sent and keeps every span with its service name.
 //! - [`SmtpServer`]: Python's `aiosmtpd` on a free port, keeping every
 //!   message it accepts, killed on drop.
 //! - [`CardProcessor`]: the real card processor, in this process, on a free
@@ -43,12 +45,14 @@ use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
 mod card_processor;
 mod cluster;
 mod netns;
+mod otlp;
 mod postgres;
 mod process;
 mod smtp;
 pub use card_processor::CardProcessor;
 pub use cluster::NatsCluster;
 pub use netns::NetNamespace;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PostgresServer;
 pub use process::Process;
 pub use smtp::SmtpServer;

@@ -1,5 +1,5 @@
-//! One `http` span per request, child of the caller's W3C `traceparent` when
-//! there is one. Handlers run inside it, so the RPC client's spans (and the
+//! One `http` span per request (SERVER, the gateway's work), child of the
+//! caller's W3C `traceparent` when there is one, else a trace's root. Handlers run inside it, so the RPC client's spans (and the
 //! trace context it puts into NATS headers) continue the caller's trace.
 
 use std::sync::Arc;
@@ -42,7 +42,11 @@ pub async fn http_span<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
         request_id = %request_id,
         status = Empty,
     );
-    jetshop_platform::telemetry::set_parent_from(&span, &HttpHeaders(req.headers()));
+    jetshop_platform::telemetry::set_parent_from(
+        &span,
+        crate::SERVICE_NAME,
+        &HttpHeaders(req.headers()),
+    );
     let resp = match ep.call(req).instrument(span.clone()).await {
         Ok(resp) => resp.into_response(),
         Err(err) => err.into_response(),

@@ -26,6 +26,7 @@ use jetshop_contracts::card_processor::{
 };
 use reqwest::StatusCode;
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
 
 use super::{
     Authorization, AuthorizeRequest, CaptureRequest, PaymentProvider, ProviderError, Receipt,
@@ -63,20 +64,38 @@ impl CardProcessorClient {
         &self.base_url
     }
 
+    /// One call, in a CLIENT span named after `route` (the path's
+    /// template). No trace context goes out: the processor is another
+    /// company's system, and a trace of ours ends at its door.
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
+        route: &'static str,
         path: &str,
         idempotency_key: &str,
         body: &B,
     ) -> Result<T, ProviderError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .header(IDEMPOTENCY_KEY, idempotency_key)
-            .json(body)
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let span = tracing::info_span!(
+            "provider call",
+            otel.name = %format!("POST {route}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "POST",
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .send(path, idempotency_key, body)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(resp) => {
+                span.record("http.response.status_code", resp.status().as_u16());
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        let resp = result?;
         let status = resp.status();
         if status.is_success() {
             // The operation took effect; a body we cannot read is retried
@@ -87,6 +106,21 @@ impl CardProcessorClient {
         }
         let text = resp.text().await.unwrap_or_default();
         Err(refusal(status, &text))
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, ProviderError> {
+        self.http
+            .post(format!("{}{path}", self.base_url))
+            .header(IDEMPOTENCY_KEY, idempotency_key)
+            .json(body)
+            .send()
+            .await
+            .map_err(unreachable)
     }
 }
 
@@ -137,7 +171,12 @@ impl PaymentProvider for CardProcessorClient {
                 card_token: req.card_token.clone(),
             };
             let a: api::Authorization = self
-                .post(paths::AUTHORIZATIONS, &req.idempotency_key, &body)
+                .post(
+                    paths::AUTHORIZATIONS,
+                    paths::AUTHORIZATIONS,
+                    &req.idempotency_key,
+                    &body,
+                )
                 .await?;
             Ok(Authorization {
                 provider_ref: a.id.to_string(),
@@ -161,7 +200,12 @@ impl PaymentProvider for CardProcessorClient {
                 amount_minor: req.amount_minor,
             };
             let c: api::Capture = self
-                .post(&paths::capture(&id), &req.idempotency_key, &body)
+                .post(
+                    "/v1/authorizations/{id}/capture",
+                    &paths::capture(&id),
+                    &req.idempotency_key,
+                    &body,
+                )
                 .await?;
             Ok(Receipt {
                 provider_ref: c.id.to_string(),
@@ -179,7 +223,9 @@ impl PaymentProvider for CardProcessorClient {
                 merchant_reference: req.payment_id,
                 order_reference: req.order_id,
             };
-            let v: api::Void = self.post(paths::VOIDS, &req.idempotency_key, &body).await?;
+            let v: api::Void = self
+                .post(paths::VOIDS, paths::VOIDS, &req.idempotency_key, &body)
+                .await?;
             Ok(VoidReceipt {
                 provider_ref: v.id.to_string(),
                 released_minor: v.released_minor,
@@ -198,7 +244,7 @@ impl PaymentProvider for CardProcessorClient {
                 amount_minor: req.amount_minor,
             };
             let r: api::Refund = self
-                .post(paths::REFUNDS, &req.idempotency_key, &body)
+                .post(paths::REFUNDS, paths::REFUNDS, &req.idempotency_key, &body)
                 .await?;
             Ok(Receipt {
                 provider_ref: r.id.to_string(),
