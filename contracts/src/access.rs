@@ -80,7 +80,9 @@ impl Access {
         for group in &self.serves {
             subscribe.push(format!("{group}.*"));
         }
-        if !self.serves.is_empty() {
+        // Every service registers on the micro protocol, endpoints or
+        // not, so that `nats micro ls` and `$SRV.PING` count its instances.
+        if self.publishes.is_some() || !self.serves.is_empty() {
             subscribe.push("$SRV.>".to_owned());
         }
         subscribe.extend(self.follows.iter().map(|s| (*s).to_owned()));

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use jetshop_contracts::streams;
 use jetshop_platform::{
     host::{Database, ServiceHost},
+    rpc::RpcService,
     runtime::Runtime,
 };
 use sea_orm::DatabaseConnection;
@@ -128,6 +129,17 @@ pub async fn run_with_resilient(
     )
     .await?;
     tracing::info!(settings = ?settings, "payments settings");
+    // No endpoints yet, but registered all the same: `nats micro ls` and
+    // `$SRV.PING` then count every payments instance like the others'.
+    host.rpc(
+        RpcService::start(
+            host.nats(),
+            SERVICE_NAME,
+            env!("CARGO_PKG_VERSION"),
+            "Payments of jetshop: intents, ledger and the card processor adapter",
+        )
+        .await?,
+    );
     let (js, db, outbox) = (host.jetstream(), host.db().clone(), host.outbox());
     host.consumer("payments-commands", move |stop| {
         handlers::commands::run(js, db, outbox, provider, settings.consumer, stop)
