@@ -27,8 +27,6 @@ use jetshop_platform::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::settings::GatewaySettings;
-
 /// Product reads answered from the gateway's cache (counter).
 pub const HITS: &str = "jetshop_gateway_product_cache_hits_total";
 /// Product reads the gateway had to ask the catalog for (counter).
@@ -49,19 +47,15 @@ struct Inner {
 }
 
 impl ProductReads {
-    /// Reads cached as `settings` say, following events on `nats`.
-    pub fn new(settings: &GatewaySettings, nats: async_nats::Client) -> Self {
+    /// Reads cached (at most `capacity` products for at most `ttl`),
+    /// following events on `nats`.
+    pub fn new(capacity: usize, ttl: std::time::Duration, nats: async_nats::Client) -> Self {
         let metrics = CacheMetrics {
             hits: HITS,
             misses: MISSES,
         };
         Self(Arc::new(Inner {
-            cache: ReadCache::new(
-                settings.product_cache_capacity,
-                settings.product_cache_ttl,
-                metrics,
-                |p| p.version,
-            ),
+            cache: ReadCache::new(capacity, ttl, metrics, |p| p.version),
             nats,
             following: AtomicBool::new(false),
             stop: CancellationToken::new(),

@@ -63,7 +63,11 @@ pub fn app(settings: &GatewaySettings, rt: Runtime) -> BoxEndpoint<'static, Resp
     let auth =
         Auth::from_settings(&settings.auth, &settings.public_url()).expect("OAuth signing keys");
     let hub = OrderHub::new(rt.nats.clone(), settings.sse_keep_alive);
-    let reads = ProductReads::new(settings, rt.nats.clone());
+    let reads = ProductReads::new(
+        settings.product_cache_capacity,
+        settings.product_cache_ttl,
+        rt.nats.clone(),
+    );
     assemble(settings, rt, auth, hub, reads)
 }
 
@@ -208,7 +212,11 @@ pub async fn run(
     // Open event streams would hold the graceful shutdown for its whole
     // grace period: end them as soon as shutdown is asked.
     let hub = OrderHub::new(rt.nats.clone(), settings.sse_keep_alive);
-    let reads = ProductReads::new(&settings, rt.nats.clone());
+    let reads = ProductReads::new(
+        settings.product_cache_capacity,
+        settings.product_cache_ttl,
+        rt.nats.clone(),
+    );
     let (closer, reads_closer) = (hub.clone(), reads.clone());
     let asked = shutdown.clone();
     tokio::spawn(async move {
